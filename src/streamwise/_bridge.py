@@ -1,0 +1,55 @@
+"""The asyncio bridge for models: the one module of the core that touches asyncio.
+
+MLServer runtimes are asyncio code. ``serve()`` opens a trio-asyncio loop inside its trio
+run; models whose ``async_backend`` is ``"asyncio"`` have each coroutine, and each step of
+their generators, run as an asyncio task on that loop. A trio cancel scope around such a
+call cancels the asyncio task, so a generator's ``finally`` runs promptly.
+
+``trio_asyncio`` is imported lazily: importing it replaces the process's asyncio loop
+policy, which must not happen to a program that merely imports streamwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["open_loop", "run", "anext", "aclose"]
+
+
+@asynccontextmanager
+async def open_loop() -> AsyncIterator[None]:
+    """Run an asyncio loop inside the current trio run for the duration of the block."""
+    import trio_asyncio
+
+    async with trio_asyncio.open_loop():
+        yield
+
+
+def _runner() -> Callable[[Awaitable[Any]], Awaitable[Any]]:
+    import trio_asyncio
+
+    if trio_asyncio.current_loop.get() is None:
+        raise RuntimeError(
+            "this model runs on asyncio (async_backend = 'asyncio') and needs the "
+            "trio-asyncio loop that streamwise.serve() opens; outside serve(), wrap the "
+            "code in `async with streamwise.runtime.asyncio_loop():`"
+        )
+    return trio_asyncio.run_aio_coroutine  # type: ignore[no-any-return]
+
+
+async def run(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """``await fn(*args)`` as an asyncio task."""
+    return await _runner()(fn(*args))  # type: ignore[no-any-return]
+
+
+async def anext(agen: AsyncIterator[T]) -> T:
+    """One step of an asyncio async iterator; raises StopAsyncIteration at its end."""
+    return await _runner()(agen.__anext__())  # type: ignore[no-any-return]
+
+
+async def aclose(agen: AsyncGenerator[Any, Any]) -> None:
+    await _runner()(agen.aclose())

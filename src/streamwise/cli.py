@@ -1,0 +1,92 @@
+"""The ``streamwise`` command (also ``python -m streamwise`` and, from a checkout,
+``python -m src``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+import signal
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from .errors import ConfigError
+from .settings import Settings, load_settings
+
+DEMO_REPOSITORY = pathlib.Path(__file__).parent / "demo"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamwise", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve a model repository")
+    serve.add_argument(
+        "model_dir",
+        nargs="?",
+        help="folder holding settings.json and model-settings.json files "
+        "(default: the built-in demo repository)",
+    )
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--http-port", type=int, help="REST port (default 8080; 0 picks one)")
+    serve.add_argument("--grpc-port", type=int, help="gRPC port (default 8081; 0 picks one)")
+    serve.add_argument(
+        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], type=str.upper
+    )
+    return parser
+
+
+async def _serve_until_signalled(settings: Settings) -> None:
+    from .server import serve
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(serve, settings)
+            async for signum in signals:
+                logging.getLogger("streamwise").info(
+                    "%s: shutting down", signal.Signals(signum).name
+                )
+                nursery.cancel_scope.cancel()
+                break
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    model_dir = pathlib.Path(args.model_dir) if args.model_dir else DEMO_REPOSITORY
+    overrides = {
+        "host": args.host,
+        "http_port": args.http_port,
+        "grpc_port": args.grpc_port,
+        "log_level": args.log_level,
+    }
+    try:
+        settings = load_settings(model_dir, overrides=overrides)
+    except ConfigError as exc:
+        print(f"streamwise: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.DEBUG if settings.debug else settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        trio.run(_serve_until_signalled, settings)
+    except BaseException as exc:
+        config_error = _find(exc, ConfigError)
+        if config_error is None:
+            raise
+        print(f"streamwise: {config_error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _find(exc: BaseException, kind: type[ConfigError]) -> ConfigError | None:
+    """The first ``kind`` in ``exc``, looking inside exception groups."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find(inner, kind)
+            if found is not None:
+                return found
+    return None

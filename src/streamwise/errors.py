@@ -1,0 +1,106 @@
+"""The one error tree. Each error knows its HTTP status and its gRPC status code name.
+
+Transports map these once, at their edge (``rest/errors.py``; the gRPC service likewise):
+the REST API answers ``{"error": str(exc)}`` with ``exc.http_status``; gRPC answers
+``exc.grpc_status`` with ``str(exc)`` as the message. Any other exception that escapes a
+model is a model failure: 500 / INTERNAL with the model's message.
+
+    StreamwiseError                 500  INTERNAL
+    ├── ConfigError                      (startup: a settings file or field is wrong)
+    ├── InvalidRequest              400  INVALID_ARGUMENT
+    │   ├── InferenceError          400  INVALID_ARGUMENT  (raised by models and codecs)
+    │   └── PayloadTooLarge         413  RESOURCE_EXHAUSTED
+    ├── NotFound                    404  NOT_FOUND
+    │   └── ModelNotFound           404  NOT_FOUND
+    ├── ModelNotReady               503  UNAVAILABLE
+    ├── MethodNotImplemented        501  UNIMPLEMENTED
+    ├── ModelFailed                 500  INTERNAL          (the model raised)
+    └── ModelLoadError              500  INTERNAL          (load() raised or returned False)
+
+gRPC codes are names (``"NOT_FOUND"``) so that the core imports no gRPC library.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "StreamwiseError",
+    "ConfigError",
+    "InvalidRequest",
+    "InferenceError",
+    "PayloadTooLarge",
+    "NotFound",
+    "ModelNotFound",
+    "ModelNotReady",
+    "MethodNotImplemented",
+    "ModelFailed",
+    "ModelLoadError",
+]
+
+
+class StreamwiseError(Exception):
+    http_status: int = 500
+    grpc_status: str = "INTERNAL"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(StreamwiseError):
+    """A settings file, a model-settings file or a settings field is wrong."""
+
+
+class InvalidRequest(StreamwiseError):
+    http_status = 400
+    grpc_status = "INVALID_ARGUMENT"
+
+
+class InferenceError(InvalidRequest):
+    """Raised by a model or a codec when a request cannot be served as sent.
+
+    The same name and meaning as ``mlserver.errors.InferenceError`` (a 400).
+    """
+
+
+class PayloadTooLarge(InvalidRequest):
+    http_status = 413
+    grpc_status = "RESOURCE_EXHAUSTED"
+
+
+class NotFound(StreamwiseError):
+    http_status = 404
+    grpc_status = "NOT_FOUND"
+
+
+class ModelNotFound(NotFound):
+    def __init__(self, name: str, version: str | None = None) -> None:
+        what = f"model {name!r}" if version is None else f"model {name!r} version {version!r}"
+        super().__init__(f"{what} not found")
+        self.name = name
+        self.version = version
+
+
+class ModelNotReady(StreamwiseError):
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+
+
+class MethodNotImplemented(StreamwiseError):
+    http_status = 501
+    grpc_status = "UNIMPLEMENTED"
+
+
+class ModelFailed(StreamwiseError):
+    """The model raised while serving a request; the message is the model's."""
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ModelFailed:
+        text = str(exc) or type(exc).__name__
+        return cls(f"model failed: {type(exc).__name__}: {text}")
+
+
+class ModelLoadError(StreamwiseError):
+    """A model's ``load()`` raised or returned False."""

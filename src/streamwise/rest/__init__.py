@@ -1,0 +1,5 @@
+"""The REST transport: a Quart-Trio app (served by Hypercorn). Only this package imports quart."""
+
+from .app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,125 @@
+"""The V2 REST API as a Quart-Trio app. Every route exists with and without
+``/versions/<version>``; every error is ``{"error": "..."}`` (``rest/errors.py``)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pydantic
+from quart import Response, request
+from quart_trio import QuartTrio
+
+from ..errors import InvalidRequest, ModelNotReady
+from ..registry import ModelState
+from ..runtime.dataplane import DataPlane
+from ..types import InferenceRequest, RepositoryIndexRequest
+from . import errors
+from .sse import SSEBody
+
+__all__ = ["create_app"]
+
+JSON = "application/json"
+EMPTY_OK = b""
+
+
+def _json(body: bytes | str, status: int = 200) -> Response:
+    return Response(body, status=status, content_type=JSON)
+
+
+async def _read_request() -> InferenceRequest:
+    body = await request.get_data(cache=False)
+    try:
+        return InferenceRequest.model_validate_json(body)
+    except pydantic.ValidationError as exc:
+        raise InvalidRequest(errors.describe_validation_error(exc)) from None
+
+
+def create_app(dataplane: DataPlane) -> QuartTrio:
+    settings = dataplane.settings
+    app = QuartTrio("streamwise")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_request_body_bytes
+    errors.install(app)
+
+    def route(rule: str, methods: list[str]) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
+        """Register ``/v2/models/<name>{rule}`` with and without ``/versions/<version>``."""
+
+        def register(fn: Callable[..., Awaitable[Any]]) -> Any:
+            app.add_url_rule(f"/v2/models/<name>{rule}", view_func=fn, methods=methods)
+            app.add_url_rule(
+                f"/v2/models/<name>/versions/<version>{rule}",
+                endpoint=f"{fn.__name__}_versioned",
+                view_func=fn,
+                methods=methods,
+            )
+            return fn
+
+        return register
+
+    # -- health and metadata --
+    @app.get("/v2/health/live")
+    async def live() -> Response:
+        return Response(EMPTY_OK, status=200, mimetype="text/plain")
+
+    @app.get("/v2/health/ready")
+    async def ready() -> Response:
+        if dataplane.ready():
+            return Response(EMPTY_OK, status=200, mimetype="text/plain")
+        why = "starting" if not dataplane.started.is_set() else "no model is ready"
+        return errors.error_response(503, f"server not ready: {why}")
+
+    @app.get("/v2")
+    async def server_metadata() -> Response:
+        return _json(dataplane.server_metadata().model_dump_json())
+
+    @route("", ["GET"])
+    async def model_metadata(name: str, version: str | None = None) -> Response:
+        return _json((await dataplane.model_metadata(name, version)).model_dump_json())
+
+    @route("/ready", ["GET"])
+    async def model_ready(name: str, version: str | None = None) -> Response:
+        slot = dataplane.model_ready(name, version)
+        if slot.state is ModelState.READY:
+            return Response(EMPTY_OK, status=200, mimetype="text/plain")
+        detail = f": {slot.reason}" if slot.reason else ""
+        raise ModelNotReady(f"model {name!r} is not ready ({slot.state.name}){detail}")
+
+    # -- inference --
+    @route("/infer", ["POST"])
+    @route("/generate", ["POST"])
+    async def infer(name: str, version: str | None = None) -> Response:
+        call = dataplane.prepare(name, version, await _read_request())
+        response = await dataplane.infer(call)
+        return _json(response.model_dump_json())
+
+    @route("/infer_stream", ["POST"])
+    @route("/generate_stream", ["POST"])
+    async def infer_stream(name: str, version: str | None = None) -> Response:
+        call = dataplane.prepare(name, version, await _read_request())
+        response = Response(SSEBody(dataplane, call), status=200, headers=SSEBody.HEADERS)
+        response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut long streams
+        return response
+
+    # -- repository --
+    @app.post("/v2/repository/index")
+    async def repository_index() -> Response:
+        body = await request.get_data(cache=False)
+        try:
+            query = RepositoryIndexRequest.model_validate_json(body or b"{}")
+        except pydantic.ValidationError as exc:
+            raise InvalidRequest(errors.describe_validation_error(exc)) from None
+        items = dataplane.repository_index(query.ready)
+        return _json(json.dumps([i.model_dump(mode="json") for i in items]))
+
+    @app.post("/v2/repository/models/<name>/load")
+    async def repository_load(name: str) -> Response:
+        await dataplane.load(name)
+        return Response(EMPTY_OK, status=200, mimetype="text/plain")
+
+    @app.post("/v2/repository/models/<name>/unload")
+    async def repository_unload(name: str) -> Response:
+        await dataplane.unload(name)
+        return Response(EMPTY_OK, status=200, mimetype="text/plain")
+
+    return app

@@ -1,0 +1,59 @@
+"""Every REST error is ``{"error": "..."}`` with a meaningful status; mapped here, once."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pydantic
+from quart import Quart, Response
+from werkzeug.exceptions import HTTPException
+
+from ..errors import StreamwiseError
+
+log = logging.getLogger(__name__)
+
+JSON = "application/json"
+
+
+def error_response(status: int, message: str) -> Response:
+    body = json.dumps({"error": message}, ensure_ascii=False)
+    return Response(body, status=status, content_type=JSON)
+
+
+def describe_validation_error(exc: pydantic.ValidationError) -> str:
+    """One line a person can act on, instead of pydantic's list of dicts."""
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg']}" if loc else err["msg"])
+    more = exc.error_count() - len(parts)
+    return "invalid request: " + "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def install(app: Quart) -> None:
+    @app.errorhandler(StreamwiseError)
+    async def _ours(exc: StreamwiseError) -> Response:
+        if exc.http_status == 500:
+            log.error("%s", exc)
+        return error_response(exc.http_status, str(exc))
+
+    @app.errorhandler(HTTPException)
+    async def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        text = {
+            404: "not found",
+            405: "method not allowed",
+            413: "request body too large",
+        }.get(status, exc.description or exc.name)
+        response = error_response(status, text)
+        if status == 405 and exc.get_headers():
+            for key, value in exc.get_headers():
+                if key.lower() == "allow":
+                    response.headers["Allow"] = value
+        return response
+
+    @app.errorhandler(Exception)
+    async def _bug(exc: Exception) -> Response:
+        log.exception("unexpected error")
+        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")

@@ -1,0 +1,77 @@
+"""The SSE response body: a Quart ``ResponseBody`` that owns the model's stream.
+
+Quart sends a response as ``async with body: async for chunk in body: send(chunk)``, all
+in the request's task, so ``__aenter__`` opens the pipeline's nursery and ``__aexit__``
+closes it: the model's generator is owned by the request and cannot outlive it. A client
+disconnect cancels quart-trio's request nursery; the cancellation lands in the ``send``
+or in our ``__anext__``, then ``__aexit__`` cancels the pump and the model's ``finally``
+runs before the request is done.
+
+Events already waiting in the channel go out as one chunk (one write), not one each.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any
+
+import trio
+from quart.wrappers.response import ResponseBody
+
+from ..errors import StreamwiseError
+from ..protocol import sse
+from ..runtime import StreamError, receive_batch
+from ..runtime.dataplane import Call, DataPlane
+from ..types import InferenceResponse
+
+
+def _encode(response: InferenceResponse) -> bytes:
+    return sse.data_event(response.model_dump_json())
+
+
+class SSEBody(ResponseBody):
+    HEADERS = sse.STREAM_HEADERS
+
+    def __init__(self, dataplane: DataPlane, call: Call) -> None:
+        self._dataplane = dataplane
+        self._call = call
+        self._stack = AsyncExitStack()
+        self._items: trio.MemoryReceiveChannel[bytes | StreamError] | None = None
+        self._done = False
+        self._failed: bytes | None = None
+
+    async def __aenter__(self) -> SSEBody:
+        try:
+            self._items = await self._stack.enter_async_context(
+                self._dataplane.stream(self._call, _encode)
+            )
+        except StreamwiseError as exc:  # e.g. unloaded since the request was checked
+            self._failed = sse.error_event(str(exc))
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.__aexit__(exc_type, exc, tb)
+
+    def __aiter__(self) -> SSEBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._failed is not None:
+            self._done, failed, self._failed = True, self._failed, None
+            return failed
+        if self._done or self._items is None:
+            raise StopAsyncIteration
+        batch = await receive_batch(self._items)
+        if not batch:
+            raise StopAsyncIteration
+        last: Any = batch[-1]
+        if isinstance(last, StreamError):
+            self._done = True
+            batch[-1] = sse.error_event(str(last.error))
+        return b"".join(batch)  # type: ignore[arg-type]

@@ -1,0 +1,158 @@
+"""The V2 data plane: what both transports call. No transport, no asyncio.
+
+A request is checked once, here, when a transport calls :meth:`DataPlane.prepare`: model
+lookup, readiness, validation against the model's metadata, the request id. What comes
+back is a :class:`Call`, whose :meth:`Call.stamp` is all the per-response work the hot
+path does (id, model name and version, requested outputs).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from typing import TypeVar
+
+import trio
+
+from ..errors import InvalidRequest
+from ..model import MLModel
+from ..protocol.validation import validate_request
+from ..registry import ModelRegistry, ModelSlot, ModelState
+from ..settings import Settings
+from ..types import (
+    InferenceRequest,
+    InferenceResponse,
+    MetadataModelResponse,
+    MetadataServerResponse,
+    RepositoryIndexResponseItem,
+)
+from . import calls, pipeline
+
+T = TypeVar("T")
+
+__all__ = ["DataPlane", "Call"]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One validated request, bound to the model version that will serve it."""
+
+    slot: ModelSlot
+    request: InferenceRequest
+    request_id: str
+    outputs: frozenset[str] | None
+    """Requested output names to keep, when the request names some and the model declares
+    its outputs (so that filtering can never drop what the model was asked for)."""
+
+    def stamp(self, response: InferenceResponse) -> InferenceResponse:
+        response.id = self.request_id
+        if response.model_version is None and self.slot.version is not None:
+            response.model_version = self.slot.version
+        if self.outputs is not None:
+            wanted = self.outputs
+            if any(o.name not in wanted for o in response.outputs):
+                response.outputs = [o for o in response.outputs if o.name in wanted]
+        return response
+
+    @contextmanager
+    def model(self) -> Iterator[MLModel]:
+        with self.slot.call() as model:
+            yield model
+
+
+class DataPlane:
+    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.started = trio.Event()
+        """Set once the models to load at startup have been loaded (or have failed)."""
+
+    # -- health and metadata --
+    def ready(self) -> bool:
+        """Startup is over and at least one model is READY (see docs/architecture.md)."""
+        return self.started.is_set() and any(
+            s.state is ModelState.READY for s in self.registry.slots()
+        )
+
+    def server_metadata(self) -> MetadataServerResponse:
+        return MetadataServerResponse(
+            name=self.settings.server_name,
+            version=self.settings.version,
+            extensions=list(self.settings.extensions),
+        )
+
+    async def model_metadata(self, name: str, version: str | None) -> MetadataModelResponse:
+        slot = self.registry.find(name, version)
+        model = slot.model
+        if model is not None and slot.state is ModelState.READY:
+            return await calls.call(model, model.metadata)
+        return await MLModel(slot.settings).metadata()
+
+    def model_ready(self, name: str, version: str | None) -> ModelSlot:
+        """The slot (raises ModelNotFound); the caller reads its state."""
+        return self.registry.find(name, version)
+
+    # -- inference --
+    def prepare(self, name: str, version: str | None, request: InferenceRequest) -> Call:
+        slot = self.registry.find(name, version)
+        with slot.call():  # raises ModelNotReady before anything else is done
+            pass
+        settings = slot.settings
+        validate_request(request, settings.inputs, settings.outputs)
+        keep = None
+        if request.outputs and settings.outputs:
+            keep = frozenset(o.name for o in request.outputs)
+        return Call(slot, request, request.id or str(uuid.uuid4()), keep)
+
+    async def infer(self, call: Call) -> InferenceResponse:
+        with call.model() as model:
+            return call.stamp(await calls.infer(model, call.request))
+
+    @asynccontextmanager
+    async def stream(
+        self,
+        call: Call,
+        encode: Callable[[InferenceResponse], T],
+        requests: AsyncIterator[InferenceRequest] | None = None,
+    ) -> AsyncIterator[trio.MemoryReceiveChannel[T | pipeline.StreamError]]:
+        """Open the model's stream for ``call``; items are ``encode(stamped response)``."""
+        stamp = call.stamp
+
+        def finish(response: InferenceResponse) -> T:
+            return encode(stamp(response))
+
+        with call.model() as model:
+            reqs = requests if requests is not None else pipeline.single(call.request)
+            async with pipeline.open_stream(
+                model, reqs, finish, buffer=self.settings.stream_buffer_size
+            ) as items:
+                yield items
+
+    # -- repository --
+    def repository_index(self, ready: bool | None = None) -> list[RepositoryIndexResponseItem]:
+        items = []
+        for slot in self.registry.slots():
+            if ready is not None and (slot.state is ModelState.READY) != ready:
+                continue
+            items.append(
+                RepositoryIndexResponseItem(
+                    name=slot.name, version=slot.version, state=slot.state.value, reason=slot.reason
+                )
+            )
+        return items
+
+    def _repository_slots(self, name: str) -> list[ModelSlot]:
+        if not self.settings.repository_api_enabled:
+            raise InvalidRequest("the repository API is switched off (repository_api_enabled)")
+        return self.registry.versions_of(name)
+
+    async def load(self, name: str) -> None:
+        """Load every version of ``name``; the first failure is raised, with its reason."""
+        for slot in self._repository_slots(name):
+            await self.registry.load(slot)
+
+    async def unload(self, name: str) -> None:
+        for slot in self._repository_slots(name):
+            await self.registry.unload(slot)

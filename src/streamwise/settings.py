@@ -1,0 +1,220 @@
+"""Server and model settings: typed, validated, immutable.
+
+Field names are MLServer's, so its ``settings.json`` and ``model-settings.json`` load as
+they are. Where a value comes from, lowest precedence first::
+
+    defaults < settings.json < MLSERVER_<FIELD> < STREAMWISE_<FIELD> < command-line flags
+
+A malformed file or an unknown or invalid field is a :class:`~streamwise.errors.ConfigError`
+that names the file (or the environment variable) and the field.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pathlib
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import pydantic
+from pydantic import ConfigDict, Field
+
+from .errors import ConfigError
+from .types import MetadataTensor
+
+__all__ = ["Settings", "ModelSettings", "ModelParameters", "load_settings", "find_model_settings"]
+
+log = logging.getLogger(__name__)
+
+SETTINGS_FILE = "settings.json"
+MODEL_SETTINGS_FILE = "model-settings.json"
+ENV_PREFIXES = ("MLSERVER_", "STREAMWISE_")  # later ones win
+
+
+class _Frozen(pydantic.BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+
+
+class Settings(_Frozen):
+    """Server-wide settings (``settings.json``)."""
+
+    # -- ours and MLServer's --
+    debug: bool = False
+    host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=0, le=65535)
+    grpc_port: int = Field(8081, ge=0, le=65535)
+    root_path: str = ""
+    model_repository_root: str = "."
+    load_models_at_startup: bool = True
+    server_name: str = "streamwise"
+    server_version: str | None = None
+    extensions: tuple[str, ...] = ()
+    grpc_max_message_length: int | None = Field(None, gt=0)
+
+    # -- ours --
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    max_request_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    stream_buffer_size: int = Field(64, ge=1)
+    """Responses a model may run ahead of its client before it waits (backpressure)."""
+    repository_api_enabled: bool = True
+
+    # -- MLServer's, accepted so its files load; not (yet) acted upon: see docs/configuration.md
+    parallel_workers: int | None = None
+    parallel_workers_timeout: int | None = None
+    gzip_enabled: bool | None = None
+    metrics_endpoint: str | None = None
+    metrics_port: int | None = None
+    metrics_rest_server_prefix: str | None = None
+    metrics_dir: str | None = None
+    cors_settings: dict[str, Any] | None = None
+    logging_settings: str | dict[str, Any] | None = None
+    use_structured_logging: bool | None = None
+    environments_dir: str | None = None
+    model_repository_implementation: str | None = None
+    model_repository_implementation_args: dict[str, Any] | None = None
+    kafka_enabled: bool | None = None
+    kafka_servers: str | None = None
+    kafka_topic_input: str | None = None
+    kafka_topic_output: str | None = None
+    tracing_server: str | None = None
+    cache_enabled: bool | None = None
+    cache_size: int | None = None
+
+    @property
+    def version(self) -> str:
+        from . import __version__
+
+        return self.server_version or __version__
+
+
+class ModelParameters(_Frozen):
+    uri: str | None = None
+    version: str | None = None
+    format: str | None = None
+    content_type: str | None = None
+    extra: dict[str, Any] | None = None
+    environment_path: str | None = None
+    environment_tarball: str | None = None
+    inference_pool_gid: str | None = None
+    autogenerate_inference_pool_gid: bool | None = None
+
+
+class ModelSettings(_Frozen):
+    """One model's settings (``model-settings.json``)."""
+
+    name: str = Field(min_length=1)
+    implementation: str = Field(min_length=1)
+    """Dotted path of the MLModel subclass, resolved relative to the model's folder first."""
+    platform: str = ""
+    versions: tuple[str, ...] = ()
+    inputs: tuple[MetadataTensor, ...] = ()
+    outputs: tuple[MetadataTensor, ...] = ()
+    parameters: ModelParameters | None = None
+    max_batch_size: int = 0
+    max_batch_time: float = 0.0
+    warm_workers: bool | None = None
+    parallel_workers: int | None = None
+    cache_enabled: bool | None = None
+
+    source: pathlib.Path | None = Field(None, exclude=True)
+    """The file these settings came from; relative paths resolve against its folder."""
+
+    @property
+    def version(self) -> str | None:
+        return self.parameters.version if self.parameters else None
+
+    @property
+    def folder(self) -> pathlib.Path | None:
+        return self.source.parent if self.source else None
+
+
+def _describe_errors(exc: pydantic.ValidationError, source_of: Mapping[str, str]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = err["loc"]
+        field = ".".join(str(p) for p in loc) or "(root)"
+        where = source_of.get(str(loc[0]), "settings") if loc else "settings"
+        msg = "unknown field" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{where}: field {field!r}: {msg}")
+    return "; ".join(lines)
+
+
+def _read_json_object(path: pathlib.Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _env_values(fields: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+    found: dict[str, tuple[Any, str]] = {}
+    for prefix in ENV_PREFIXES:
+        for name in fields:
+            var = prefix + name.upper()
+            if var in environ:
+                raw = environ[var]
+                try:  # lists, objects, numbers and booleans are JSON; anything else is a string
+                    value: Any = json.loads(raw)
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        value = raw  # let pydantic coerce "8080" itself, keeping "1.10" a str
+                except json.JSONDecodeError:
+                    value = raw
+                found[name] = (value, f"environment {var}")
+    return found
+
+
+def load_settings(
+    folder: str | os.PathLike[str] | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Settings from ``folder/settings.json`` (if any), the environment, and ``overrides``."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    source_of: dict[str, str] = {}
+    if folder is not None:
+        path = pathlib.Path(folder) / SETTINGS_FILE
+        if path.is_file():
+            for key, value in _read_json_object(path).items():
+                values[key] = value
+                source_of[key] = str(path)
+        values.setdefault("model_repository_root", str(folder))
+    for key, (value, where) in _env_values(Settings.model_fields, environ).items():
+        values[key] = value
+        source_of[key] = where
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+            source_of[key] = "command line"
+    try:
+        return Settings.model_validate(values)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_describe_errors(exc, source_of)) from None
+
+
+def load_model_settings(path: pathlib.Path) -> ModelSettings:
+    data = _read_json_object(path)
+    data.pop("source", None)
+    if not data.get("name"):
+        data["name"] = path.parent.name  # MLServer names a nameless model after its folder
+    try:
+        return ModelSettings.model_validate({**data, "source": path})
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_describe_errors(exc, {k: str(path) for k in data})) from None
+
+
+def find_model_settings(root: str | os.PathLike[str]) -> list[ModelSettings]:
+    """Every ``model-settings.json`` below ``root``, in a stable order."""
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"{root}: model repository is not a folder")
+    paths = sorted(p for p in root.rglob(MODEL_SETTINGS_FILE) if p.is_file())
+    return [load_model_settings(p) for p in paths]

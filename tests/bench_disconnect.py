@@ -1,0 +1,36 @@
+"""Prints how long a model's ``finally`` takes to run after its SSE client disconnects.
+
+    python tests/bench_disconnect.py [TRIES]
+
+Median and max over TRIES (default 20) disconnects after two events, for a trio-native
+model and for an asyncio (MLServer-style) model run through the bridge.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+
+import trio
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+
+from conftest import TEST_MODELS  # noqa: E402
+from streamwise import load_settings, serve  # noqa: E402
+from test_cancellation import disconnect_after_two_events  # noqa: E402
+
+
+async def main(tries: int) -> None:
+    settings = load_settings(TEST_MODELS, overrides={"http_port": 0, "log_level": "WARNING"},
+                             environ={})
+    async with trio.open_nursery() as nursery:
+        info = await nursery.start(serve, settings)
+        for model in ("slow-stream", "slow-stream-aio"):
+            delays = [(await disconnect_after_two_events(info, model))[0] for _ in range(tries)]
+            print(f"{model:16s} disconnect -> finally: median {statistics.median(delays)*1e3:.2f} ms,"
+                  f" max {max(delays)*1e3:.2f} ms over {tries} tries")
+        nursery.cancel_scope.cancel()
+
+
+if __name__ == "__main__":
+    trio.run(main, int(sys.argv[1]) if len(sys.argv) > 1 else 20)

@@ -1,0 +1,6 @@
+from streamwise import MLModel
+
+
+class BrokenLoad(MLModel):
+    async def load(self):
+        raise OSError("weights.bin: no such file")

@@ -1,0 +1,17 @@
+"""A side channel from test models (running inside an in-process server) to the tests.
+
+Models import this module by name (``conftest.py`` puts ``tests/`` on ``sys.path``) and
+record, per request id, when their generator's ``finally`` ran and whether the generator
+was cancelled (rather than ending by itself).
+"""
+
+import time
+
+finally_at: dict[str, float] = {}
+cancelled: dict[str, bool] = {}
+
+
+def record_finally(request_id: str | None, was_cancelled: bool) -> None:
+    key = request_id or "?"
+    cancelled[key] = was_cancelled
+    finally_at[key] = time.monotonic()

@@ -1,0 +1,169 @@
+"""Every V2 REST endpoint, with and without versions, and every error as {"error": ...}."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from conftest import StartServer
+from streamwise import ServerInfo
+
+IDENTITY_BODY = {
+    "id": "abc",
+    "inputs": [
+        {"name": "a", "shape": [2, 2], "datatype": "FP32", "data": [[1.0, 2.5], [3.0, 4.0]]},
+        {"name": "b", "shape": [2], "datatype": "BYTES", "data": ["x", "y"]},
+    ],
+}
+
+
+async def test_health_and_server_metadata(demo: ServerInfo, client: httpx.AsyncClient) -> None:
+    for path in ("/v2/health/live", "/v2/health/ready"):
+        r = await client.get(demo.http_url + path)
+        assert (r.status_code, r.content) == (200, b"")
+    r = await client.get(demo.http_url + "/v2")
+    assert r.status_code == 200
+    assert r.json() == {"name": "streamwise", "version": "0.1.0", "extensions": []}
+
+
+async def test_model_metadata_and_ready_with_and_without_versions(
+    demo: ServerInfo, client: httpx.AsyncClient
+) -> None:
+    for path in ("/v2/models/text-model", "/v2/models/text-model/versions/v1.2.3",
+                 "/v2/models/text-model/versions/text-model%2Fv1.2.3"):
+        r = await client.get(demo.http_url + path)
+        if "%2F" in path:  # a version with a slash is addressed by its part after `name/`
+            assert r.status_code == 404 and "error" in r.json()
+            continue
+        assert r.status_code == 200, path
+        assert r.json() == {
+            "name": "text-model",
+            "versions": ["text-model/v1.2.3"],
+            "platform": "mlserver",
+            "inputs": [{"name": "prompt", "datatype": "BYTES", "shape": [1]}],
+            "outputs": [{"name": "output", "datatype": "BYTES", "shape": [1]}],
+        }
+        r = await client.get(demo.http_url + path + "/ready")
+        assert (r.status_code, r.content) == (200, b"")
+    r = await client.get(demo.http_url + "/v2/models/identity/versions/1/ready")
+    assert r.status_code == 200
+
+
+@pytest.mark.parametrize("route", ["infer", "generate"])
+@pytest.mark.parametrize("prefix", ["/v2/models/identity", "/v2/models/identity/versions/1"])
+async def test_infer_round_trip_echoes_id(
+    demo: ServerInfo, client: httpx.AsyncClient, route: str, prefix: str
+) -> None:
+    r = await client.post(f"{demo.http_url}{prefix}/{route}", json=IDENTITY_BODY)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["id"] == "abc"
+    assert body["model_name"] == "identity" and body["model_version"] == "1"
+    assert [o["data"] for o in body["outputs"]] == [[[1.0, 2.5], [3.0, 4.0]], ["x", "y"]]
+
+
+async def test_infer_without_id_gets_a_uuid(demo: ServerInfo, client: httpx.AsyncClient) -> None:
+    body = {k: v for k, v in IDENTITY_BODY.items() if k != "id"}
+    r = await client.post(f"{demo.http_url}/v2/models/identity/infer", json=body)
+    assert len(r.json()["id"]) == 36
+
+
+ERRORS = [
+    ("POST", "/v2/models/nope/infer", IDENTITY_BODY, 404),
+    ("POST", "/v2/models/identity/versions/7/infer", IDENTITY_BODY, 404),
+    ("GET", "/v2/models/nope", None, 404),
+    ("GET", "/v2/models/nope/ready", None, 404),
+    ("GET", "/v2/nowhere", None, 404),
+    ("GET", "/v2/models/identity/infer", None, 405),
+    ("POST", "/v2/health/live", None, 405),
+    ("POST", "/v2/models/identity/infer", b"{", 400),
+    ("POST", "/v2/models/identity/infer", b"[]", 400),
+    ("POST", "/v2/models/identity/infer", {"inputs": [{"name": "a", "shape": [1],
+                                                       "datatype": "FP33", "data": [1]}]}, 400),
+    ("POST", "/v2/models/identity/infer", {"inputs": [{"name": "a", "shape": [3],
+                                                       "datatype": "FP32", "data": [1, 2]}]}, 400),
+    ("POST", "/v2/models/identity/infer", {"inputs": [{"name": "a", "shape": [1],
+                                                       "datatype": "FP32", "data": ["x"]}]}, 400),
+    ("POST", "/v2/models/identity/infer", {"inputs": [{"name": "a", "shape": [10**12],
+                                                       "datatype": "FP32", "data": [1]}]}, 400),
+    ("POST", "/v2/models/text-model/infer", {"inputs": [{"name": "wrong", "shape": [1],
+                                                         "datatype": "BYTES", "data": ["x"]}]}, 400),
+    ("POST", "/v2/models/text-model/infer", {"inputs": [{"name": "prompt", "shape": [1],
+                                                         "datatype": "FP32", "data": [1]}]}, 400),
+    # the document's model only streams: unary infer is "not implemented", clearly
+    ("POST", "/v2/models/text-model/infer", {"inputs": [{"name": "prompt", "shape": [1],
+                                                         "datatype": "BYTES", "data": ["x"]}]}, 501),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status"), ERRORS)
+async def test_errors_are_json_with_a_meaningful_status(
+    demo: ServerInfo, client: httpx.AsyncClient, method: str, path: str, body: object, status: int
+) -> None:
+    kw = {"content": body} if isinstance(body, bytes) else {"json": body} if body else {}
+    r = await client.request(method, demo.http_url + path, **kw)  # type: ignore[arg-type]
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert list(r.json()) == ["error"] and r.json()["error"]
+    assert (await client.get(demo.http_url + "/v2/health/live")).status_code == 200
+
+
+async def test_body_too_large_is_413(start_server: StartServer, client: httpx.AsyncClient) -> None:
+    info = await start_server(max_request_body_bytes=1000)
+    big = {"inputs": [{"name": "a", "shape": [500], "datatype": "FP32", "data": [1.0] * 500}]}
+    r = await client.post(f"{info.http_url}/v2/models/identity/infer", json=big)
+    assert r.status_code == 413 and "error" in r.json()
+
+
+async def test_model_failure_is_500_with_its_message(
+    models: ServerInfo, client: httpx.AsyncClient
+) -> None:
+    body = {"inputs": [{"name": "p", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}
+    r = await client.post(f"{models.http_url}/v2/models/fail-mid-stream/infer", json=body)
+    assert r.status_code == 500
+    assert r.json() == {"error": "model failed: RuntimeError: the model broke"}
+
+
+async def test_failed_load_is_visible_and_others_serve(
+    models: ServerInfo, client: httpx.AsyncClient
+) -> None:
+    r = await client.get(f"{models.http_url}/v2/models/broken-load/ready")
+    assert r.status_code == 503
+    assert "weights.bin: no such file" in r.json()["error"]
+    r = await client.post(f"{models.http_url}/v2/repository/index", json={})
+    index = {item["name"]: item for item in r.json()}
+    assert index["broken-load"]["state"] == "FAILED"
+    assert "OSError: weights.bin: no such file" in index["broken-load"]["reason"]
+    assert index["slow-stream"] == {"name": "slow-stream", "state": "READY", "reason": ""}
+    r = await client.post(f"{models.http_url}/v2/models/broken-load/infer", json={"inputs": []})
+    assert r.status_code == 503
+    # a failed model does not make the server unready: the others serve
+    assert (await client.get(f"{models.http_url}/v2/health/ready")).status_code == 200
+    r = await client.post(f"{models.http_url}/v2/repository/models/broken-load/load")
+    assert r.status_code == 500 and "weights.bin" in r.json()["error"]
+
+
+async def test_repository_unload_and_load(demo: ServerInfo, client: httpx.AsyncClient) -> None:
+    base = demo.http_url
+    assert (await client.post(f"{base}/v2/repository/models/identity/unload")).status_code == 200
+    r = await client.get(f"{base}/v2/models/identity/ready")
+    assert r.status_code == 503 and "UNLOADED" in r.json()["error"]
+    r = await client.post(f"{base}/v2/models/identity/infer", json=IDENTITY_BODY)
+    assert r.status_code == 503
+    r = await client.post(f"{base}/v2/repository/index", json={"ready": False})
+    assert [(i["name"], i["state"]) for i in r.json()] == [("identity", "UNAVAILABLE")]
+    assert (await client.post(f"{base}/v2/repository/models/identity/load")).status_code == 200
+    r = await client.post(f"{base}/v2/models/identity/infer", json=IDENTITY_BODY)
+    assert r.status_code == 200
+    r = await client.post(f"{base}/v2/repository/models/nope/load")
+    assert r.status_code == 404 and "error" in r.json()
+
+
+async def test_ready_is_false_with_zero_models(
+    start_server: StartServer, client: httpx.AsyncClient, tmp_path: object
+) -> None:
+    info = await start_server(tmp_path)
+    r = await client.get(f"{info.http_url}/v2/health/ready")
+    assert r.status_code == 503 and "no model is ready" in r.json()["error"]
+    assert (await client.get(f"{info.http_url}/v2/health/live")).status_code == 200
+
