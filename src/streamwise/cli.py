@@ -34,6 +34,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], type=str.upper
     )
+    commands.add_parser(
+        "bench", help="throughput against a bare-Hypercorn baseline", add_help=False
+    )
     return parser
 
 
@@ -52,6 +55,11 @@ async def _serve_until_signalled(settings: Settings) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from .bench import main as bench
+
+        return bench(argv[1:])
     args = _parser().parse_args(argv)
     model_dir = pathlib.Path(args.model_dir) if args.model_dir else DEMO_REPOSITORY
     overrides = {

@@ -56,7 +56,6 @@ def _hypercorn_config(settings: Settings) -> HypercornConfig:
     config.root_path = settings.root_path
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.keep_alive_timeout = 75  # behind load balancers that keep connections 60 s
     return config
 
 

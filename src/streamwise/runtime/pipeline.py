@@ -58,7 +58,11 @@ class _Pump(Generic[T]):
                 agen = self.model.predict_stream(self.requests)
                 async with aclosing(iterate(self.model, agen)) as responses:  # type: ignore[type-var]
                     async for response in responses:
-                        await self.send.send(self.finish(check_response(self.model, response)))
+                        item = self.finish(check_response(self.model, response))
+                        try:  # no checkpoint while there is room: a fast model fills the
+                            self.send.send_nowait(item)  # channel and the transport writes
+                        except trio.WouldBlock:  # everything waiting at once
+                            await self.send.send(item)
             except trio.BrokenResourceError:
                 return  # the transport has gone; nobody is left to tell
             except Exception as exc:

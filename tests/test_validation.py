@@ -1,0 +1,119 @@
+"""Request validation (sans-IO): hypothesis properties plus the edge cases by name."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, strategies as st
+
+from streamwise.errors import InvalidRequest
+from streamwise.protocol.validation import INT_RANGES, validate_request
+from streamwise.types import InferenceRequest, MetadataTensor
+
+DATATYPES = ["BOOL", *INT_RANGES, "FP16", "FP32", "FP64", "BYTES"]
+
+
+def elements(datatype: str) -> st.SearchStrategy[object]:
+    if datatype == "BOOL":
+        return st.booleans()
+    if datatype == "BYTES":
+        return st.text(max_size=8)
+    if datatype.startswith("FP"):
+        return st.floats(allow_nan=False, allow_infinity=False, width=32) | st.integers(-9, 9)
+    lo, hi = INT_RANGES[datatype]
+    return st.integers(lo, hi)
+
+
+@st.composite
+def tensors(draw: st.DrawFn) -> dict[str, object]:
+    datatype = draw(st.sampled_from(DATATYPES))
+    shape = draw(st.lists(st.integers(0, 4), min_size=1, max_size=3))
+    flat = draw(st.lists(elements(datatype), min_size=math.prod(shape), max_size=math.prod(shape)))
+    nested = draw(st.booleans()) and len(shape) == 2
+    data: list[object] = flat
+    if nested and shape[1]:
+        data = [flat[i : i + shape[1]] for i in range(0, len(flat), shape[1])]
+    return {"name": "x", "shape": shape, "datatype": datatype, "data": data}
+
+
+def request(*inputs: dict[str, object]) -> InferenceRequest:
+    return InferenceRequest.model_validate({"inputs": list(inputs)})
+
+
+@given(tensors())
+def test_well_formed_tensors_are_accepted(tensor: dict[str, object]) -> None:
+    validate_request(request(tensor))
+
+
+@given(tensors(), st.integers(1, 3))
+def test_element_count_must_match_the_shape(tensor: dict[str, object], extra: int) -> None:
+    shape = [math.prod(tensor["shape"]) + extra]  # type: ignore[arg-type]
+    with pytest.raises(InvalidRequest, match="needs .* elements"):
+        validate_request(request(tensor | {"shape": shape}))
+
+
+@given(st.sampled_from([d for d in DATATYPES if d != "BYTES"]), st.text(min_size=1, max_size=5))
+def test_strings_in_numeric_tensors_are_refused(datatype: str, text: str) -> None:
+    with pytest.raises(InvalidRequest, match=f"{datatype} data must be"):
+        validate_request(request({"name": "x", "shape": [1], "datatype": datatype, "data": [text]}))
+
+
+@given(st.sampled_from(list(INT_RANGES)), st.booleans())
+def test_integers_out_of_range_are_refused(datatype: str, above: bool) -> None:
+    lo, hi = INT_RANGES[datatype]
+    value = hi + 1 if above else lo - 1
+    with pytest.raises(InvalidRequest, match="integers in"):
+        validate_request(request({"name": "x", "shape": [1], "datatype": datatype, "data": [value]}))
+
+
+def test_huge_declared_shape_is_refused_without_allocating() -> None:
+    with pytest.raises(InvalidRequest, match="needs 1000000000000 elements, data has 1"):
+        validate_request(request({"name": "x", "shape": [10**12], "datatype": "FP32", "data": [1]}))
+    nested = [[1.0]] * 3
+    with pytest.raises(InvalidRequest, match="more than 2"):
+        validate_request(request({"name": "x", "shape": [2], "datatype": "FP32", "data": nested}))
+
+
+def test_bool_is_not_an_integer_and_floats_are_not_integers() -> None:
+    for bad in (True, 1.5):
+        with pytest.raises(InvalidRequest):
+            validate_request(request({"name": "x", "shape": [1], "datatype": "INT32", "data": [bad]}))
+    with pytest.raises(InvalidRequest):
+        validate_request(request({"name": "x", "shape": [1], "datatype": "FP32", "data": [True]}))
+    with pytest.raises(InvalidRequest):
+        validate_request(request({"name": "x", "shape": [1], "datatype": "BOOL", "data": [1]}))
+
+
+def test_negative_dimension_and_duplicate_names() -> None:
+    with pytest.raises(InvalidRequest, match="negative"):
+        validate_request(request({"name": "x", "shape": [-1], "datatype": "FP32", "data": []}))
+    t = {"name": "x", "shape": [1], "datatype": "FP32", "data": [1]}
+    with pytest.raises(InvalidRequest, match="duplicate input"):
+        validate_request(request(t, t))
+
+
+def test_lone_value_fits_a_one_element_shape() -> None:
+    validate_request(request({"name": "x", "shape": [1], "datatype": "BYTES", "data": "hello"}))
+    validate_request(request({"name": "x", "shape": [], "datatype": "FP64", "data": 2.5}))
+
+
+META = [
+    MetadataTensor(name="prompt", datatype="BYTES", shape=[1]),
+    MetadataTensor(name="temp", datatype="FP32", shape=[1], parameters={"optional": True}),
+]
+OUTPUTS = [MetadataTensor(name="output", datatype="BYTES", shape=[1])]
+PROMPT = {"name": "prompt", "shape": [1, 1], "datatype": "BYTES", "data": ["hi"]}
+
+
+def test_against_declared_metadata() -> None:
+    validate_request(request(PROMPT), META, OUTPUTS)  # batch dim allowed, optional input absent
+    with pytest.raises(InvalidRequest, match="unexpected input 'other'"):
+        validate_request(request(PROMPT, PROMPT | {"name": "other"}), META)
+    with pytest.raises(InvalidRequest, match="datatype FP32 given, the model takes BYTES"):
+        validate_request(request(PROMPT | {"datatype": "FP32", "data": [1.0]}), META)
+    with pytest.raises(InvalidRequest, match="missing input 'prompt'"):
+        validate_request(request({"name": "temp", "shape": [1], "datatype": "FP32", "data": [1]}), META)
+    bad_output = InferenceRequest.model_validate({"inputs": [PROMPT], "outputs": [{"name": "nope"}]})
+    with pytest.raises(InvalidRequest, match="unknown output 'nope'"):
+        validate_request(bad_output, META, OUTPUTS)
