@@ -16,19 +16,24 @@ import trio
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
 from conftest import TEST_MODELS  # noqa: E402
-from streamwise import load_settings, serve  # noqa: E402
 from test_cancellation import disconnect_after_two_events  # noqa: E402
+
+from streamwise import load_settings, serve  # noqa: E402
 
 
 async def main(tries: int) -> None:
-    settings = load_settings(TEST_MODELS, overrides={"http_port": 0, "log_level": "WARNING"},
-                             environ={})
+    settings = load_settings(
+        TEST_MODELS, overrides={"http_port": 0, "log_level": "WARNING"}, environ={}
+    )
     async with trio.open_nursery() as nursery:
         info = await nursery.start(serve, settings)
         for model in ("slow-stream", "slow-stream-aio"):
             delays = [(await disconnect_after_two_events(info, model))[0] for _ in range(tries)]
-            print(f"{model:16s} disconnect -> finally: median {statistics.median(delays)*1e3:.2f} ms,"
-                  f" max {max(delays)*1e3:.2f} ms over {tries} tries")
+            print(
+                f"{model:16s} disconnect -> finally: "
+                f"median {statistics.median(delays) * 1e3:.2f} ms,"
+                f" max {max(delays) * 1e3:.2f} ms over {tries} tries"
+            )
         nursery.cancel_scope.cancel()
 
 

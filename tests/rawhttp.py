@@ -56,7 +56,9 @@ async def request(
     port: int, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
 ) -> RawResponse:
     stream = await trio.open_tcp_stream("127.0.0.1", port)
-    payload = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    payload = (
+        b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    )
     head = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Content-Length: {len(payload)}"]
     if body is not None:
         head.append("Content-Type: application/json")

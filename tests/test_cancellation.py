@@ -8,12 +8,12 @@ import time
 import uuid
 
 import httpx
-import pytest
-import trio
-
 import probe
+import pytest
 import rawhttp
+import trio
 from conftest import DEMO, TEST_MODELS
+
 from streamwise import ServerInfo, load_settings, serve
 
 PROMPT = {"inputs": [{"name": "p", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}
@@ -23,8 +23,9 @@ async def disconnect_after_two_events(info: ServerInfo, model: str) -> tuple[flo
     """Read two events, close the socket; how long until the model's finally ran, and
     whether the model was cancelled (it would otherwise sleep a minute first)."""
     rid = str(uuid.uuid4())
-    r = await rawhttp.request(info.http_port, "POST", f"/v2/models/{model}/generate_stream",
-                              PROMPT | {"id": rid})
+    r = await rawhttp.request(
+        info.http_port, "POST", f"/v2/models/{model}/generate_stream", PROMPT | {"id": rid}
+    )
     assert r.status == 200
     seen = 0
     while seen < 2:
@@ -34,7 +35,7 @@ async def disconnect_after_two_events(info: ServerInfo, model: str) -> tuple[flo
     closed_at = time.monotonic()
     await r.stream.aclose()
     with trio.fail_after(10):  # the model's next step is 60 s away
-        while rid not in probe.finally_at:
+        while rid not in probe.finally_at:  # noqa: ASYNC110 - the model writes a dict, no Event
             await trio.sleep(0.001)
     return probe.finally_at[rid] - closed_at, probe.cancelled[rid]
 
@@ -56,10 +57,13 @@ async def test_disconnect_cancels_the_model_and_its_finally_runs(
         assert r.status_code == 200
 
 
-async def test_client_leaving_after_a_bad_request_leaves_the_server_serving(models: ServerInfo) -> None:
+async def test_client_leaving_after_a_bad_request_leaves_the_server_serving(
+    models: ServerInfo,
+) -> None:
     """A client that sends half a body and leaves: the server stays live."""
-    r = await rawhttp.request(models.http_port, "POST", "/v2/models/slow-stream/generate_stream",
-                              b'{"inputs": [')
+    r = await rawhttp.request(
+        models.http_port, "POST", "/v2/models/slow-stream/generate_stream", b'{"inputs": ['
+    )
     await r.stream.aclose()
     async with httpx.AsyncClient() as client:
         resp = await client.get(f"{models.http_url}/v2/models/slow-stream/ready")
@@ -84,8 +88,9 @@ async def test_embedded_server_stops_with_its_nursery_and_leaves_no_task() -> No
             url = f"{info.http_url}/v2/models/token-streamer/generate_stream"
             body = {"inputs": [{"name": "n", "shape": [1], "datatype": "INT64", "data": [2]}]}
             r = await client.post(url, json=body)
-            assert [json.loads(line[6:])["outputs"][0]["data"] for line in
-                    r.text.split("\n\n") if line] == [["token-0"], ["token-1"]]
+            assert [
+                json.loads(line[6:])["outputs"][0]["data"] for line in r.text.split("\n\n") if line
+            ] == [["token-0"], ["token-1"]]
         nursery.cancel_scope.cancel()
     assert _task_count() == before
     assert not info.dataplane.ready()
@@ -99,8 +104,9 @@ async def test_embedded_server_with_a_stream_open_stops_and_cancels_the_model() 
     before = _task_count()
     async with trio.open_nursery() as nursery:
         info = await nursery.start(serve, settings)
-        r = await rawhttp.request(info.http_port, "POST", "/v2/models/slow-stream/generate_stream",
-                                  PROMPT | {"id": rid})
+        r = await rawhttp.request(
+            info.http_port, "POST", "/v2/models/slow-stream/generate_stream", PROMPT | {"id": rid}
+        )
         assert (await r.read_chunk()) is not None
         nursery.cancel_scope.cancel()
     await r.stream.aclose()

@@ -14,7 +14,6 @@ import time
 
 import httpx
 import pytest
-
 from conftest import DOCUMENT
 
 REPO = DOCUMENT.parent.parent
@@ -46,8 +45,17 @@ def document_server(tmp_path: pathlib.Path):  # type: ignore[no-untyped-def]
         shutil.copy(DOCUMENT / name, tmp_path / name)
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "src", "serve", str(tmp_path), "--http-port", str(port),
-         "--grpc-port", str(_free_port())],
+        [
+            sys.executable,
+            "-m",
+            "src",
+            "serve",
+            str(tmp_path),
+            "--http-port",
+            str(port),
+            "--grpc-port",
+            str(_free_port()),
+        ],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -64,8 +72,10 @@ def document_server(tmp_path: pathlib.Path):  # type: ignore[no-untyped-def]
 def test_document_rest_client_prints_six_words_as_they_come(
     document_server: int, tmp_path: pathlib.Path
 ) -> None:
-    client = (DOCUMENT / "rest_client.py").read_text().replace(
-        "localhost:8080", f"localhost:{document_server}"
+    client = (
+        (DOCUMENT / "rest_client.py")
+        .read_text()
+        .replace("localhost:8080", f"localhost:{document_server}")
     )
     (tmp_path / "client.py").write_text(client)
     shutil.copy(DOCUMENT / "generate-request.json", tmp_path / "generate-request.json")
@@ -84,6 +94,6 @@ def test_document_rest_client_prints_six_words_as_they_come(
     # Incremental delivery, not one burst at the end: the model sleeps 0.5 s before each
     # word, so six words span at least 2.5 s, and the typical gap is near 0.5 s. (Lower
     # bounds only: a slow machine can stretch the gaps, it cannot shrink them.)
-    gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:]))
+    gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:], strict=False))
     assert arrivals[-1] - arrivals[0] >= 2.0, arrivals
     assert gaps[len(gaps) // 2] >= 0.3, arrivals

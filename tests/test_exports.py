@@ -5,8 +5,19 @@ import streamwise
 
 def test_public_api() -> None:
     assert sorted(streamwise.__all__) == sorted(
-        ["MLModel", "ModelParameters", "ModelSettings", "ServerInfo", "Settings", "codecs",
-         "errors", "load_settings", "serve", "types", "__version__"]
+        [
+            "MLModel",
+            "ModelParameters",
+            "ModelSettings",
+            "ServerInfo",
+            "Settings",
+            "codecs",
+            "errors",
+            "load_settings",
+            "serve",
+            "types",
+            "__version__",
+        ]
     )
     for name in streamwise.__all__:
         assert getattr(streamwise, name) is not None

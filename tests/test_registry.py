@@ -28,8 +28,12 @@ class Refuses(MLModel):
         return False
 
 
-def settings(name: str, version: str | None = None, impl: str = f"{__name__}.Tiny",
-             versions: tuple[str, ...] = ()) -> ModelSettings:
+def settings(
+    name: str,
+    version: str | None = None,
+    impl: str = f"{__name__}.Tiny",
+    versions: tuple[str, ...] = (),
+) -> ModelSettings:
     params = {"version": version} if version else None
     return ModelSettings.model_validate(
         {"name": name, "implementation": impl, "parameters": params, "versions": versions}
@@ -45,8 +49,9 @@ def test_every_state_is_reachable_and_ready_only_through_loading() -> None:
 
 
 async def test_load_find_versions_and_default_version() -> None:
-    registry = ModelRegistry([settings("m", "2"), settings("m", "10", versions=("m/v10",)),
-                              settings("other")])
+    registry = ModelRegistry(
+        [settings("m", "2"), settings("m", "10", versions=("m/v10",)), settings("other")]
+    )
     await registry.load_all()
     assert registry.ready
     assert registry.find("m").version == "10"  # newest, by natural order
@@ -61,8 +66,13 @@ async def test_load_find_versions_and_default_version() -> None:
 
 
 async def test_failed_loads_keep_their_reason() -> None:
-    registry = ModelRegistry([settings("bad", impl=f"{__name__}.Refuses"),
-                              settings("missing", impl="no_such_module.Model"), settings("ok")])
+    registry = ModelRegistry(
+        [
+            settings("bad", impl=f"{__name__}.Refuses"),
+            settings("missing", impl="no_such_module.Model"),
+            settings("ok"),
+        ]
+    )
     await registry.load_all()
     states = {s.name: (s.state, s.reason) for s in registry.slots()}
     assert states["ok"] == (ModelState.READY, "")
@@ -90,7 +100,9 @@ async def test_unload_waits_for_calls_in_flight() -> None:
     assert slot.state is ModelState.UNLOADED and Tiny.unloaded == unloaded_before + 1
 
 
-def test_implementation_in_the_models_folder_can_import_its_siblings(tmp_path: pathlib.Path) -> None:
+def test_implementation_in_the_models_folder_can_import_its_siblings(
+    tmp_path: pathlib.Path,
+) -> None:
     from streamwise.registry import import_implementation
 
     (tmp_path / "helper.py").write_text("VALUE = 42\n")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from conftest import StartServer
+
 from streamwise import ServerInfo
 
 IDENTITY_BODY = {
@@ -29,8 +29,11 @@ async def test_health_and_server_metadata(demo: ServerInfo, client: httpx.AsyncC
 async def test_model_metadata_and_ready_with_and_without_versions(
     demo: ServerInfo, client: httpx.AsyncClient
 ) -> None:
-    for path in ("/v2/models/text-model", "/v2/models/text-model/versions/v1.2.3",
-                 "/v2/models/text-model/versions/text-model%2Fv1.2.3"):
+    for path in (
+        "/v2/models/text-model",
+        "/v2/models/text-model/versions/v1.2.3",
+        "/v2/models/text-model/versions/text-model%2Fv1.2.3",
+    ):
         r = await client.get(demo.http_url + path)
         if "%2F" in path:  # a version with a slash is addressed by its part after `name/`
             assert r.status_code == 404 and "error" in r.json()
@@ -78,21 +81,49 @@ ERRORS = [
     ("POST", "/v2/health/live", None, 405),
     ("POST", "/v2/models/identity/infer", b"{", 400),
     ("POST", "/v2/models/identity/infer", b"[]", 400),
-    ("POST", "/v2/models/identity/infer", {"inputs": [{"name": "a", "shape": [1],
-                                                       "datatype": "FP33", "data": [1]}]}, 400),
-    ("POST", "/v2/models/identity/infer", {"inputs": [{"name": "a", "shape": [3],
-                                                       "datatype": "FP32", "data": [1, 2]}]}, 400),
-    ("POST", "/v2/models/identity/infer", {"inputs": [{"name": "a", "shape": [1],
-                                                       "datatype": "FP32", "data": ["x"]}]}, 400),
-    ("POST", "/v2/models/identity/infer", {"inputs": [{"name": "a", "shape": [10**12],
-                                                       "datatype": "FP32", "data": [1]}]}, 400),
-    ("POST", "/v2/models/text-model/infer", {"inputs": [{"name": "wrong", "shape": [1],
-                                                         "datatype": "BYTES", "data": ["x"]}]}, 400),
-    ("POST", "/v2/models/text-model/infer", {"inputs": [{"name": "prompt", "shape": [1],
-                                                         "datatype": "FP32", "data": [1]}]}, 400),
+    (
+        "POST",
+        "/v2/models/identity/infer",
+        {"inputs": [{"name": "a", "shape": [1], "datatype": "FP33", "data": [1]}]},
+        400,
+    ),
+    (
+        "POST",
+        "/v2/models/identity/infer",
+        {"inputs": [{"name": "a", "shape": [3], "datatype": "FP32", "data": [1, 2]}]},
+        400,
+    ),
+    (
+        "POST",
+        "/v2/models/identity/infer",
+        {"inputs": [{"name": "a", "shape": [1], "datatype": "FP32", "data": ["x"]}]},
+        400,
+    ),
+    (
+        "POST",
+        "/v2/models/identity/infer",
+        {"inputs": [{"name": "a", "shape": [10**12], "datatype": "FP32", "data": [1]}]},
+        400,
+    ),
+    (
+        "POST",
+        "/v2/models/text-model/infer",
+        {"inputs": [{"name": "wrong", "shape": [1], "datatype": "BYTES", "data": ["x"]}]},
+        400,
+    ),
+    (
+        "POST",
+        "/v2/models/text-model/infer",
+        {"inputs": [{"name": "prompt", "shape": [1], "datatype": "FP32", "data": [1]}]},
+        400,
+    ),
     # the document's model only streams: unary infer is "not implemented", clearly
-    ("POST", "/v2/models/text-model/infer", {"inputs": [{"name": "prompt", "shape": [1],
-                                                         "datatype": "BYTES", "data": ["x"]}]}, 501),
+    (
+        "POST",
+        "/v2/models/text-model/infer",
+        {"inputs": [{"name": "prompt", "shape": [1], "datatype": "BYTES", "data": ["x"]}]},
+        501,
+    ),
 ]
 
 
@@ -166,4 +197,3 @@ async def test_ready_is_false_with_zero_models(
     r = await client.get(f"{info.http_url}/v2/health/ready")
     assert r.status_code == 503 and "no model is ready" in r.json()["error"]
     assert (await client.get(f"{info.http_url}/v2/health/live")).status_code == 200
-

@@ -6,8 +6,8 @@ import json
 import pathlib
 
 import pytest
-
 from conftest import DOCUMENT
+
 from streamwise.errors import ConfigError
 from streamwise.settings import find_model_settings, load_settings
 
@@ -33,7 +33,11 @@ def test_precedence_file_then_mlserver_env_then_streamwise_env_then_flags(
     tmp_path: pathlib.Path,
 ) -> None:
     write(tmp_path, "settings.json", {"http_port": 1000, "grpc_port": 1001, "host": "0.0.0.0"})
-    env = {"MLSERVER_HTTP_PORT": "2000", "MLSERVER_GRPC_PORT": "2001", "STREAMWISE_GRPC_PORT": "3001"}
+    env = {
+        "MLSERVER_HTTP_PORT": "2000",
+        "MLSERVER_GRPC_PORT": "2001",
+        "STREAMWISE_GRPC_PORT": "3001",
+    }
     s = load_settings(tmp_path, environ=env, overrides={"host": "127.0.0.2", "grpc_port": None})
     assert (s.http_port, s.grpc_port, s.host) == (2000, 3001, "127.0.0.2")
     s = load_settings(tmp_path, environ={"STREAMWISE_EXTENSIONS": '["a", "b"]'})
@@ -64,9 +68,15 @@ def test_bad_environment_names_the_variable(tmp_path: pathlib.Path) -> None:
 
 
 def test_bad_model_settings_name_the_file_and_field(tmp_path: pathlib.Path) -> None:
-    path = write(tmp_path, "m/model-settings.json", {"name": "m", "implementation": "a.B",
-                                                     "inputs": [{"name": "x", "datatype": "FP99",
-                                                                 "shape": [1]}]})
+    path = write(
+        tmp_path,
+        "m/model-settings.json",
+        {
+            "name": "m",
+            "implementation": "a.B",
+            "inputs": [{"name": "x", "datatype": "FP99", "shape": [1]}],
+        },
+    )
     with pytest.raises(ConfigError, match=rf"{path}: field 'inputs.0.datatype'"):
         find_model_settings(tmp_path)
     write(tmp_path, "m/model-settings.json", {"name": "m", "implementation": "a.B", "colour": 1})

@@ -6,16 +6,21 @@ from __future__ import annotations
 import json
 
 import httpx
+import rawhttp
 import trio
 from httpx_sse import aconnect_sse
 
-import rawhttp
 from streamwise import ServerInfo
 
 PROMPT = {
     "inputs": [
-        {"name": "prompt", "shape": [1], "datatype": "BYTES", "data": ["a b c"],
-         "parameters": {"content_type": "str"}}
+        {
+            "name": "prompt",
+            "shape": [1],
+            "datatype": "BYTES",
+            "data": ["a b c"],
+            "parameters": {"content_type": "str"},
+        }
     ]
 }
 
@@ -31,8 +36,9 @@ def tokens(n: int, delay_s: float = 0.0, **extra: object) -> dict[str, object]:
 
 
 async def test_sse_framing_headers_and_compact_json(demo: ServerInfo) -> None:
-    r = await rawhttp.request(demo.http_port, "POST", "/v2/models/token-streamer/generate_stream",
-                              tokens(3, id="req-1"))
+    r = await rawhttp.request(
+        demo.http_port, "POST", "/v2/models/token-streamer/generate_stream", tokens(3, id="req-1")
+    )
     assert r.status == 200
     assert r.headers["content-type"] == "text/event-stream; charset=utf-8"
     assert r.headers["cache-control"] == "no-cache"
@@ -51,7 +57,9 @@ async def test_sse_framing_headers_and_compact_json(demo: ServerInfo) -> None:
         assert payload["outputs"][0]["parameters"] == {"content_type": "str"}
 
 
-async def test_every_event_carries_one_generated_id(demo: ServerInfo, client: httpx.AsyncClient) -> None:
+async def test_every_event_carries_one_generated_id(
+    demo: ServerInfo, client: httpx.AsyncClient
+) -> None:
     url = f"{demo.http_url}/v2/models/token-streamer/infer_stream"
     async with aconnect_sse(client, "POST", url, json=tokens(5)) as source:
         ids = {json.loads(e.data)["id"] async for e in source.aiter_sse()}
@@ -60,8 +68,9 @@ async def test_every_event_carries_one_generated_id(demo: ServerInfo, client: ht
 
 async def test_events_arrive_at_the_models_pace(demo: ServerInfo) -> None:
     """Each event is written when the model yields it, not buffered to the end."""
-    r = await rawhttp.request(demo.http_port, "POST", "/v2/models/token-streamer/generate_stream",
-                              tokens(4, delay_s=0.4))
+    r = await rawhttp.request(
+        demo.http_port, "POST", "/v2/models/token-streamer/generate_stream", tokens(4, delay_s=0.4)
+    )
     start = trio.current_time()
     arrivals = []
     while (chunk := await r.read_chunk()) is not None:
@@ -97,8 +106,11 @@ async def test_unknown_version_and_invalid_request_are_json_4xx(demo: ServerInfo
         ("/v2/models/text-model/versions/9/generate_stream", PROMPT, 404),
         ("/v2/models/text-model/generate_stream", b"{not json", 400),
         ("/v2/models/text-model/generate_stream", {"inputs": [{"name": "prompt"}]}, 400),
-        ("/v2/models/token-streamer/generate_stream", tokens(2) | {"inputs": [
-            {"name": "n", "shape": [2], "datatype": "INT64", "data": [1]}]}, 400),
+        (
+            "/v2/models/token-streamer/generate_stream",
+            tokens(2) | {"inputs": [{"name": "n", "shape": [2], "datatype": "INT64", "data": [1]}]},
+            400,
+        ),
     ]
     for path, body, status in cases:
         r = await rawhttp.request(demo.http_port, "POST", path, body)
@@ -109,8 +121,9 @@ async def test_unknown_version_and_invalid_request_are_json_4xx(demo: ServerInfo
 
 
 async def test_model_failing_mid_stream_ends_with_an_error_event(models: ServerInfo) -> None:
-    r = await rawhttp.request(models.http_port, "POST", "/v2/models/fail-mid-stream/generate_stream",
-                              PROMPT | {"id": "x"})
+    r = await rawhttp.request(
+        models.http_port, "POST", "/v2/models/fail-mid-stream/generate_stream", PROMPT | {"id": "x"}
+    )
     assert r.status == 200
     events = rawhttp.parse_sse(await r.read_body())
     await r.stream.aclose()
@@ -120,7 +133,9 @@ async def test_model_failing_mid_stream_ends_with_an_error_event(models: ServerI
     assert list(error) == ["error"] and "boom after two tokens" in error["error"]
 
 
-async def test_httpx_sse_client_sees_the_error_event(models: ServerInfo, client: httpx.AsyncClient) -> None:
+async def test_httpx_sse_client_sees_the_error_event(
+    models: ServerInfo, client: httpx.AsyncClient
+) -> None:
     url = f"{models.http_url}/v2/models/fail-mid-stream/generate_stream"
     async with aconnect_sse(client, "POST", url, json=PROMPT) as source:
         events = [(e.event, e.data) async for e in source.aiter_sse()]

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streamwise.errors import InvalidRequest
 from streamwise.protocol.validation import INT_RANGES, validate_request
@@ -64,7 +65,9 @@ def test_integers_out_of_range_are_refused(datatype: str, above: bool) -> None:
     lo, hi = INT_RANGES[datatype]
     value = hi + 1 if above else lo - 1
     with pytest.raises(InvalidRequest, match="integers in"):
-        validate_request(request({"name": "x", "shape": [1], "datatype": datatype, "data": [value]}))
+        validate_request(
+            request({"name": "x", "shape": [1], "datatype": datatype, "data": [value]})
+        )
 
 
 def test_huge_declared_shape_is_refused_without_allocating() -> None:
@@ -78,7 +81,9 @@ def test_huge_declared_shape_is_refused_without_allocating() -> None:
 def test_bool_is_not_an_integer_and_floats_are_not_integers() -> None:
     for bad in (True, 1.5):
         with pytest.raises(InvalidRequest):
-            validate_request(request({"name": "x", "shape": [1], "datatype": "INT32", "data": [bad]}))
+            validate_request(
+                request({"name": "x", "shape": [1], "datatype": "INT32", "data": [bad]})
+            )
     with pytest.raises(InvalidRequest):
         validate_request(request({"name": "x", "shape": [1], "datatype": "FP32", "data": [True]}))
     with pytest.raises(InvalidRequest):
@@ -113,7 +118,11 @@ def test_against_declared_metadata() -> None:
     with pytest.raises(InvalidRequest, match="datatype FP32 given, the model takes BYTES"):
         validate_request(request(PROMPT | {"datatype": "FP32", "data": [1.0]}), META)
     with pytest.raises(InvalidRequest, match="missing input 'prompt'"):
-        validate_request(request({"name": "temp", "shape": [1], "datatype": "FP32", "data": [1]}), META)
-    bad_output = InferenceRequest.model_validate({"inputs": [PROMPT], "outputs": [{"name": "nope"}]})
+        validate_request(
+            request({"name": "temp", "shape": [1], "datatype": "FP32", "data": [1]}), META
+        )
+    bad_output = InferenceRequest.model_validate(
+        {"inputs": [PROMPT], "outputs": [{"name": "nope"}]}
+    )
     with pytest.raises(InvalidRequest, match="unknown output 'nope'"):
         validate_request(bad_output, META, OUTPUTS)

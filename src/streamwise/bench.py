@@ -39,8 +39,15 @@ def _event(i: int) -> bytes:
     payload = {
         "model_name": "token-streamer",
         "id": "00000000-0000-0000-0000-000000000000",
-        "outputs": [{"name": "token", "shape": [1, 1], "datatype": "BYTES",
-                     "parameters": {"content_type": "str"}, "data": [f"token-{i}"]}],
+        "outputs": [
+            {
+                "name": "token",
+                "shape": [1, 1],
+                "datatype": "BYTES",
+                "parameters": {"content_type": "str"},
+                "data": [f"token-{i}"],
+            }
+        ],
     }
     return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
@@ -59,15 +66,27 @@ async def _baseline_app(scope, receive, send):  # type: ignore[no-untyped-def]
             break
     if scope["path"] == TOKEN_STREAM:
         n = json.loads(body)["inputs"][0]["data"][0]
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/event-stream; charset=utf-8")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/event-stream; charset=utf-8")],
+            }
+        )
         for i in range(n):  # one write per event: what a naive streaming server does
             await send({"type": "http.response.body", "body": _event(i), "more_body": True})
         await send({"type": "http.response.body", "body": b""})
     else:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -101,8 +120,10 @@ class _Conn:
     async def request(self, path: str, body: bytes) -> bytes:
         if self.stream is None:
             self.stream = await trio.open_tcp_stream("127.0.0.1", self.port)
-        head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\n\r\n").encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode()
         await self.stream.send_all(head + body)
         while b"\r\n\r\n" not in self.buf:
             await self._receive()
@@ -128,8 +149,10 @@ async def _count_events(port: int, n: int) -> float:
     """Events/s of one stream of ``n`` events; reads until the chunked body's last chunk."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     body = _stream_body(n)
-    head = (f"POST {TOKEN_STREAM} HTTP/1.1\r\nHost: x\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    head = (
+        f"POST {TOKEN_STREAM} HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
     start = time.perf_counter()
     await stream.send_all(head + body)
     seen, tail = 0, b""
@@ -213,11 +236,22 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, dict[str, float]] = {}
     port = _free_port()
-    with _server(["-c", f"from streamwise.bench import _run_baseline; _run_baseline({port})"], port):
+    with _server(
+        ["-c", f"from streamwise.bench import _run_baseline; _run_baseline({port})"], port
+    ):
         results["baseline"] = trio.run(_measure, port, args.events, args.requests, levels)
     port = _free_port()
-    argv_sw = ["-m", "streamwise", "serve", "--http-port", str(port), "--grpc-port",
-               str(_free_port()), "--log-level", "WARNING"]
+    argv_sw = [
+        "-m",
+        "streamwise",
+        "serve",
+        "--http-port",
+        str(port),
+        "--grpc-port",
+        str(_free_port()),
+        "--log-level",
+        "WARNING",
+    ]
     with _server(argv_sw, port):
         results["streamwise"] = trio.run(_measure, port, args.events, args.requests, levels)
 

@@ -11,7 +11,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Literal
 
-from .errors import MethodNotImplemented
+from .codecs.utils import (
+    decode_inference_request,
+    decode_request_input,
+    encode_inference_response,
+    encode_response_output,
+)
+from .errors import InferenceError, MethodNotImplemented
 from .settings import ModelSettings
 from .types import (
     InferenceRequest,
@@ -37,6 +43,7 @@ class MLModel:
     def __init__(self, settings: ModelSettings) -> None:
         self._settings = settings
         self._inputs_index = {m.name: m for m in settings.inputs}
+        self._outputs_index = {m.name: m for m in settings.outputs}
         self.ready = False
 
     # -- identity and metadata --
@@ -99,25 +106,45 @@ class MLModel:
 
     # -- codec helpers, as MLServer's MLModel has them --
     def decode(self, request_input: RequestInput, default_codec: Any = None) -> Any:
-        from .codecs.utils import decode_request_input
-
-        return decode_request_input(
-            request_input, self._inputs_index.get(request_input.name), default_codec
+        """The input decoded by its content type (input, metadata, then model default),
+        else by ``default_codec``, else its raw data."""
+        params = self._settings.parameters
+        decoded = decode_request_input(
+            request_input, self._inputs_index, params.content_type if params else None
         )
+        if decoded is not None:
+            return decoded
+        if default_codec is not None:
+            return default_codec.decode_input(request_input)
+        return request_input.data
 
     def decode_request(self, inference_request: InferenceRequest, default_codec: Any = None) -> Any:
-        from .codecs.utils import decode_inference_request
-
-        return decode_inference_request(inference_request, self._settings, default_codec)
+        decoded = decode_inference_request(inference_request, self._settings, self._inputs_index)
+        if decoded is not None:
+            return decoded
+        if default_codec is not None:
+            return default_codec.decode_request(inference_request)
+        return inference_request
 
     def encode_response(self, payload: Any, default_codec: Any = None) -> InferenceResponse:
-        from .codecs.utils import encode_inference_response
-
-        return encode_inference_response(payload, self._settings, default_codec)
+        response = encode_inference_response(payload, self._settings)
+        if response is not None:
+            return response
+        if default_codec is not None:
+            return default_codec.encode_response(self.name, payload, self.version)  # type: ignore[no-any-return]
+        raise InferenceError(
+            f"model {self.name!r} cannot encode a payload of type {type(payload).__name__}"
+        )
 
     def encode(
         self, payload: Any, request_output: RequestOutput, default_codec: Any = None
     ) -> ResponseOutput:
-        from .codecs.utils import encode_response_output
-
-        return encode_response_output(payload, request_output, default_codec)
+        output = encode_response_output(payload, request_output, self._outputs_index)
+        if output is not None:
+            return output
+        if default_codec is not None:
+            return default_codec.encode_output(request_output.name, payload)  # type: ignore[no-any-return]
+        raise InferenceError(
+            f"model {self.name!r} cannot encode output {request_output.name!r} "
+            f"of type {type(payload).__name__}"
+        )

@@ -101,19 +101,26 @@ class ModelSlot:
         try:
             self.state = TRANSITIONS[(self.state, event)]
         except KeyError:
-            raise RuntimeError(f"{self.name}: no transition from {self.state.name} on {event.name}")
+            raise RuntimeError(
+                f"{self.name}: no transition from {self.state.name} on {event.name}"
+            ) from None
         self.reason = reason
 
-    @contextmanager
-    def call(self) -> Iterator[MLModel]:
-        """Hold the model for one call; unloading waits until every call has let go."""
+    def check_ready(self) -> MLModel:
+        """The model, or :class:`ModelNotReady` with the state and its reason."""
         if self.state is not ModelState.READY or self.model is None:
             what = self.name if self.version is None else f"{self.name} version {self.version}"
             detail = f": {self.reason}" if self.reason else ""
             raise ModelNotReady(f"model {what} is not ready ({self.state.name}){detail}")
+        return self.model
+
+    @contextmanager
+    def call(self) -> Iterator[MLModel]:
+        """Hold the model for one call; unloading waits until every call has let go."""
+        model = self.check_ready()
         self.in_flight += 1
         try:
-            yield self.model
+            yield model
         finally:
             self.in_flight -= 1
             if self.in_flight == 0:
@@ -234,7 +241,9 @@ class ModelRegistry:
             if ok is False:
                 raise ModelLoadError(f"model {slot.name!r}: load() returned False")
         except Exception as exc:
-            reason = str(exc) if isinstance(exc, StreamwiseError) else f"{type(exc).__name__}: {exc}"
+            reason = (
+                str(exc) if isinstance(exc, StreamwiseError) else f"{type(exc).__name__}: {exc}"
+            )
             slot.fire(Event.FAILED, reason)
             log.error("model %s failed to load: %s", slot.name, reason)
             raise ModelLoadError(reason) from exc

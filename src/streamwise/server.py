@@ -76,7 +76,9 @@ async def serve(
     app = create_app(dataplane)
     for name in ("parallel_workers", "gzip_enabled", "metrics_endpoint"):
         if getattr(settings, name):
-            log.warning("setting %s=%r is accepted but not acted upon yet", name, getattr(settings, name))
+            log.warning(
+                "setting %s=%r is accepted but not acted upon yet", name, getattr(settings, name)
+            )
 
     async with _bridge.open_loop():
         try:

@@ -153,7 +153,9 @@ def _read_json_object(path: pathlib.Path) -> dict[str, Any]:
     return data
 
 
-def _env_values(fields: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, tuple[Any, str]]:
+def _env_values(
+    fields: Mapping[str, Any], environ: Mapping[str, str]
+) -> dict[str, tuple[Any, str]]:
     found: dict[str, tuple[Any, str]] = {}
     for prefix in ENV_PREFIXES:
         for name in fields:

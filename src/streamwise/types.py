@@ -44,7 +44,9 @@ __all__ = [
 class _CompatMixin:
     """MLServer's dump defaults plus pydantic-v1 spellings, without warnings."""
 
-    def model_dump(self, *, exclude_unset: bool = True, exclude_none: bool = True, **kw: Any) -> Any:
+    def model_dump(
+        self, *, exclude_unset: bool = True, exclude_none: bool = True, **kw: Any
+    ) -> Any:
         return super().model_dump(  # type: ignore[misc]
             exclude_unset=exclude_unset, exclude_none=exclude_none, **kw
         )
@@ -67,8 +69,8 @@ class _CompatMixin:
         return cls.model_validate(obj)  # type: ignore[attr-defined]
 
     @classmethod
-    def parse_raw(cls, data: str | bytes, **_: Any) -> Any:
-        return cls.model_validate_json(data)  # type: ignore[attr-defined]
+    def parse_raw(cls, b: str | bytes, **_: Any) -> Any:
+        return cls.model_validate_json(b)  # type: ignore[attr-defined]
 
     @classmethod
     def parse_file(cls, path: str | pathlib.Path, **_: Any) -> Any:
@@ -79,7 +81,7 @@ class BaseModel(_CompatMixin, pydantic.BaseModel):
     model_config = ConfigDict(use_enum_values=True, protected_namespaces=())
 
 
-class Datatype(str, enum.Enum):
+class Datatype(enum.StrEnum):
     BOOL = "BOOL"
     UINT8 = "UINT8"
     UINT16 = "UINT16"
@@ -109,7 +111,7 @@ class TensorData(_CompatMixin, RootModel[list[Any] | Any]):
 
     root: list[Any] | Any = Field(..., title="TensorData")
 
-    def __iter__(self) -> Any:  # type: ignore[override]
+    def __iter__(self) -> Any:
         return iter(self.root)
 
     def __getitem__(self, idx: Any) -> Any:
@@ -194,7 +196,7 @@ class MetadataServerErrorResponse(BaseModel):
     error: str
 
 
-class State(str, enum.Enum):
+class State(enum.StrEnum):
     """Model states as the repository API reports them (MLServer's names)."""
 
     UNKNOWN = "UNKNOWN"

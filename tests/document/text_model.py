@@ -1,12 +1,12 @@
 import asyncio
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
+
 from streamwise import MLModel
-from streamwise.types import InferenceRequest, InferenceResponse
 from streamwise.codecs import StringCodec
+from streamwise.types import InferenceRequest, InferenceResponse
 
 
 class TextModel(MLModel):
-
     async def predict_stream(
         self, payloads: AsyncIterator[InferenceRequest]
     ) -> AsyncIterator[InferenceResponse]:

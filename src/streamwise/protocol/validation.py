@@ -152,7 +152,7 @@ def validate_request(
     inputs: Sequence[MetadataTensor] = (),
     outputs: Sequence[MetadataTensor] = (),
 ) -> None:
-    """Raise :class:`InvalidRequest` unless ``request`` is servable by a model with this metadata."""
+    """Raise :class:`InvalidRequest` unless a model with this metadata can serve ``request``."""
     names = [inp.name for inp in request.inputs]
     if len(set(names)) != len(names):
         raise InvalidRequest(f"duplicate input names in {names}")

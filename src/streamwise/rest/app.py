@@ -11,8 +11,7 @@ import pydantic
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from ..errors import InvalidRequest, ModelNotReady
-from ..registry import ModelState
+from ..errors import InvalidRequest
 from ..runtime.dataplane import DataPlane
 from ..types import InferenceRequest, RepositoryIndexRequest
 from . import errors
@@ -79,11 +78,8 @@ def create_app(dataplane: DataPlane) -> QuartTrio:
 
     @route("/ready", ["GET"])
     async def model_ready(name: str, version: str | None = None) -> Response:
-        slot = dataplane.model_ready(name, version)
-        if slot.state is ModelState.READY:
-            return Response(EMPTY_OK, status=200, mimetype="text/plain")
-        detail = f": {slot.reason}" if slot.reason else ""
-        raise ModelNotReady(f"model {name!r} is not ready ({slot.state.name}){detail}")
+        dataplane.model_ready(name, version).check_ready()
+        return Response(EMPTY_OK, status=200, mimetype="text/plain")
 
     # -- inference --
     @route("/infer", ["POST"])

@@ -29,14 +29,14 @@ async def call(model: MLModel, fn: Callable[..., Awaitable[T]], *args: Any) -> T
     return await _bridge.run(fn, *args)
 
 
-async def iterate(model: MLModel, agen: AsyncGenerator[T, None]) -> AsyncIterator[T]:
+async def iterate(model: MLModel, agen: AsyncIterator[T]) -> AsyncGenerator[T, None]:
     """Iterate one of ``model``'s async generators and always close it.
 
     The caller must not yield across this generator from another task; the pipeline
     consumes it from the one task that owns it.
     """
     if model.async_backend == "trio":
-        async with aclosing(agen):
+        async with aclosing(agen):  # type: ignore[type-var]  # an async generator, in fact
             async for item in agen:
                 yield item
         return
@@ -49,7 +49,7 @@ async def iterate(model: MLModel, agen: AsyncGenerator[T, None]) -> AsyncIterato
             yield item
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
-            await _bridge.aclose(agen)
+            await _bridge.aclose(agen)  # type: ignore[arg-type]
 
 
 def as_failure(exc: Exception) -> StreamwiseError:

@@ -97,8 +97,7 @@ class DataPlane:
     # -- inference --
     def prepare(self, name: str, version: str | None, request: InferenceRequest) -> Call:
         slot = self.registry.find(name, version)
-        with slot.call():  # raises ModelNotReady before anything else is done
-            pass
+        slot.check_ready()  # 503 before anything else is done
         settings = slot.settings
         validate_request(request, settings.inputs, settings.outputs)
         keep = None

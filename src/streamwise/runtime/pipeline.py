@@ -56,7 +56,7 @@ class _Pump(Generic[T]):
         async with self.send:
             try:
                 agen = self.model.predict_stream(self.requests)
-                async with aclosing(iterate(self.model, agen)) as responses:  # type: ignore[type-var]
+                async with aclosing(iterate(self.model, agen)) as responses:
                     async for response in responses:
                         item = self.finish(check_response(self.model, response))
                         try:  # no checkpoint while there is room: a fast model fills the

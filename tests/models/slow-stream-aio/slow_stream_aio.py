@@ -3,6 +3,7 @@
 import asyncio
 
 import probe
+
 from streamwise import MLModel
 from streamwise.codecs import StringCodec
 from streamwise.types import InferenceResponse

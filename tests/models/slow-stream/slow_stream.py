@@ -1,8 +1,8 @@
 """trio-native: two tokens at once, then one a minute. Records its finally in ``probe``."""
 
+import probe
 import trio
 
-import probe
 from streamwise import MLModel
 from streamwise.codecs import StringCodec
 from streamwise.types import InferenceResponse
