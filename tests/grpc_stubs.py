@@ -1,0 +1,86 @@
+"""Standard protobuf + grpcio stubs for proto/dataplane.proto, built on demand.
+
+Tests use these as an independent reference implementation of the wire format
+and as a stock grpcio client for the server::
+
+    from grpc_stubs import load_stubs
+    dataplane_pb2, dataplane_pb2_grpc = load_stubs()
+    stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
+
+The stubs are compiled with grpc_tools.protoc once per process into a
+tempfile.mkdtemp() folder and imported as the submodules of a private package
+(`_streamwise_grpc_stubs`), so nothing named `dataplane_pb2` lands on sys.path
+or in sys.modules. Compiling once matters: protobuf registers `dataplane.proto`
+in its default descriptor pool on import, and a second registration of the
+same file from another copy would raise.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import importlib
+import importlib.util
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+from types import ModuleType
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PROTO_DIR = ROOT / "proto"
+PACKAGE = "_streamwise_grpc_stubs"
+
+
+@functools.cache
+def load_stubs() -> tuple[ModuleType, ModuleType]:
+    """Return (dataplane_pb2, dataplane_pb2_grpc), compiling them on first use."""
+    if PACKAGE in sys.modules:  # e.g. the module itself was imported twice
+        return (
+            importlib.import_module(f"{PACKAGE}.dataplane_pb2"),
+            importlib.import_module(f"{PACKAGE}.dataplane_pb2_grpc"),
+        )
+
+    tmp = tempfile.mkdtemp(prefix="streamwise-grpc-stubs-")
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # modules stay loaded
+    out = pathlib.Path(tmp) / PACKAGE
+    out.mkdir()
+    (out / "__init__.py").write_text("")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            f"-I{PROTO_DIR}",
+            f"--python_out={out}",
+            f"--grpc_python_out={out}",
+            str(PROTO_DIR / "dataplane.proto"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"grpc_tools.protoc failed:\n{proc.stdout}{proc.stderr}")
+
+    # grpc_python_out writes `import dataplane_pb2 as dataplane__pb2`; make it
+    # relative so it resolves inside our private package.
+    grpc_py = out / "dataplane_pb2_grpc.py"
+    source = grpc_py.read_text()
+    absolute = "import dataplane_pb2 as dataplane__pb2"
+    if absolute not in source:
+        raise RuntimeError(f"unexpected import layout in {grpc_py}")
+    grpc_py.write_text(source.replace(absolute, "from . import dataplane_pb2 as dataplane__pb2"))
+
+    spec = importlib.util.spec_from_file_location(
+        PACKAGE, out / "__init__.py", submodule_search_locations=[str(out)]
+    )
+    assert spec is not None and spec.loader is not None
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[PACKAGE] = package
+    spec.loader.exec_module(package)
+
+    return (
+        importlib.import_module(f"{PACKAGE}.dataplane_pb2"),
+        importlib.import_module(f"{PACKAGE}.dataplane_pb2_grpc"),
+    )
