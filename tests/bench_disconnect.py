@@ -23,7 +23,7 @@ from streamwise import load_settings, serve  # noqa: E402
 
 async def main(tries: int) -> None:
     settings = load_settings(
-        TEST_MODELS, overrides={"http_port": 0, "log_level": "WARNING"}, environ={}
+        TEST_MODELS, overrides={"http_port": 0, "grpc_port": 0, "log_level": "WARNING"}, environ={}
     )
     async with trio.open_nursery() as nursery:
         info = await nursery.start(serve, settings)

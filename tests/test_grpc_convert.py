@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from streamwise._proto import inference as pb
 from streamwise.errors import InvalidRequest
@@ -42,12 +43,32 @@ def requests(draw: st.DrawFn) -> InferenceRequest:
         shape = draw(st.lists(st.integers(0, 3), min_size=1, max_size=3))
         n = math.prod(shape)
         data = draw(st.lists(elements(datatype), min_size=n, max_size=n))
-        inputs.append({"name": f"in{i}", "datatype": datatype, "shape": shape, "data": data,
-                       "parameters": draw(st.sampled_from([None, {"content_type": "np"}]))})
-    params = draw(st.sampled_from([None, {"content_type": "str", "temperature": 0.5,
-                                          "top_k": 7, "stream": True, "big": 2**63 + 1}]))
-    return InferenceRequest.model_validate({"id": draw(st.uuids()).hex, "inputs": inputs,
-                                            "parameters": params})
+        inputs.append(
+            {
+                "name": f"in{i}",
+                "datatype": datatype,
+                "shape": shape,
+                "data": data,
+                "parameters": draw(st.sampled_from([None, {"content_type": "np"}])),
+            }
+        )
+    params = draw(
+        st.sampled_from(
+            [
+                None,
+                {
+                    "content_type": "str",
+                    "temperature": 0.5,
+                    "top_k": 7,
+                    "stream": True,
+                    "big": 2**63 + 1,
+                },
+            ]
+        )
+    )
+    return InferenceRequest.model_validate(
+        {"id": draw(st.uuids()).hex, "inputs": inputs, "parameters": params}
+    )
 
 
 @given(requests(), st.booleans())
@@ -76,17 +97,27 @@ def test_responses_round_trip(request: InferenceRequest, raw: bool) -> None:
 
 
 def test_str_outputs_travel_as_bytes_contents_and_nested_data_is_flattened() -> None:
-    response = InferenceResponse.model_validate({"model_name": "m", "outputs": [
-        {"name": "o", "datatype": "BYTES", "shape": [1, 2], "data": [["a", "é"]]}]})
+    response = InferenceResponse.model_validate(
+        {
+            "model_name": "m",
+            "outputs": [{"name": "o", "datatype": "BYTES", "shape": [1, 2], "data": [["a", "é"]]}],
+        }
+    )
     msg = response_to_proto(response)
     assert msg.outputs[0].contents.bytes_contents == [b"a", "é".encode()]
     assert msg.raw_output_contents == []
 
 
 def test_fp16_outputs_force_raw_contents() -> None:
-    response = InferenceResponse.model_validate({"model_name": "m", "outputs": [
-        {"name": "o", "datatype": "FP16", "shape": [2], "data": [1.5, -2.0]},
-        {"name": "p", "datatype": "INT8", "shape": [1], "data": [3]}]})
+    response = InferenceResponse.model_validate(
+        {
+            "model_name": "m",
+            "outputs": [
+                {"name": "o", "datatype": "FP16", "shape": [2], "data": [1.5, -2.0]},
+                {"name": "p", "datatype": "INT8", "shape": [1], "data": [3]},
+            ],
+        }
+    )
     msg = response_to_proto(response)
     assert all(o.contents is None for o in msg.outputs)
     assert msg.raw_output_contents[0] == np.array([1.5, -2.0], "<f2").tobytes()
@@ -95,18 +126,24 @@ def test_fp16_outputs_force_raw_contents() -> None:
 def bad(**fields: object) -> pb.ModelInferRequest:
     tensor = {"name": "x", "datatype": "FP32", "shape": [2]} | fields
     raw = tensor.pop("raw", None)
-    return pb.ModelInferRequest(model_name="m", inputs=[pb.ModelInferRequestInferInputTensor(**tensor)],
-                                raw_input_contents=raw or [])
+    return pb.ModelInferRequest(
+        model_name="m",
+        inputs=[pb.ModelInferRequestInferInputTensor(**tensor)],
+        raw_input_contents=raw or [],
+    )
 
 
-@pytest.mark.parametrize(("msg", "match"), [
-    (bad(datatype="FP33"), "unknown datatype 'FP33'"),
-    (bad(raw=[b"\0" * 7]), "needs 8 bytes, raw data has 7"),
-    (bad(raw=[b"\0" * 8], contents=pb.InferTensorContents(fp32_contents=[1, 2])), "both raw"),
-    (bad(raw=[b"\0" * 8, b""]), "2 raw_input_contents for 1 inputs"),
-    (bad(datatype="BYTES", shape=[1], raw=[b"\5\0\0\0ab"]), "runs past its buffer"),
-    (bad(datatype="FP16", contents=pb.InferTensorContents(fp32_contents=[1, 2])), "as raw"),
-])
+@pytest.mark.parametrize(
+    ("msg", "match"),
+    [
+        (bad(datatype="FP33"), "unknown datatype 'FP33'"),
+        (bad(raw=[b"\0" * 7]), "needs 8 bytes, raw data has 7"),
+        (bad(raw=[b"\0" * 8], contents=pb.InferTensorContents(fp32_contents=[1, 2])), "both raw"),
+        (bad(raw=[b"\0" * 8, b""]), "2 raw_input_contents for 1 inputs"),
+        (bad(datatype="BYTES", shape=[1], raw=[b"\5\0\0\0ab"]), "runs past its buffer"),
+        (bad(datatype="FP16", contents=pb.InferTensorContents(fp32_contents=[1, 2])), "as raw"),
+    ],
+)
 def test_malformed_requests_are_invalid(msg: pb.ModelInferRequest, match: str) -> None:
     with pytest.raises(InvalidRequest, match=match):
         request_from_proto(msg)

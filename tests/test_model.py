@@ -19,12 +19,16 @@ def test_decode_by_input_metadata_and_model_default_content_types() -> None:
     inp = RequestInput(name="a", shape=[2], datatype="BYTES", data=["x", "y"])
     assert model().decode(inp).root == ["x", "y"]  # nothing says how: the raw data
     assert model().decode(inp, default_codec=StringCodec) == ["x", "y"]
-    meta = {"inputs": [{"name": "a", "datatype": "BYTES", "shape": [2],
-                        "parameters": {"content_type": "str"}}]}
+    meta = {
+        "inputs": [
+            {"name": "a", "datatype": "BYTES", "shape": [2], "parameters": {"content_type": "str"}}
+        ]
+    }
     assert model(**meta).decode(inp) == ["x", "y"]
     assert model(parameters={"content_type": "str"}).decode(inp) == ["x", "y"]
-    fp = RequestInput(name="b", shape=[2], datatype="FP32", data=[1, 2],
-                      parameters={"content_type": "np"})
+    fp = RequestInput(
+        name="b", shape=[2], datatype="FP32", data=[1, 2], parameters={"content_type": "np"}
+    )
     np.testing.assert_array_equal(model().decode(fp), np.array([1, 2], dtype=np.float32))
 
 

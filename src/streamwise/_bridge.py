@@ -1,4 +1,8 @@
-"""The asyncio bridge for models: the one module of the core that touches asyncio.
+"""The asyncio bridge: the one module that touches trio-asyncio.
+
+Models: MLServer runtimes are asyncio code (``run``, ``anext``, ``aclose`` below).
+gRPC: grpclib is asyncio-only; its server lives on the same loop, its handlers cross into
+trio with ``to_trio`` and call back into asyncio (receive, send a batch) with ``to_asyncio``.
 
 MLServer runtimes are asyncio code. ``serve()`` opens a trio-asyncio loop inside its trio
 run; models whose ``async_backend`` is ``"asyncio"`` have each coroutine, and each step of
@@ -17,7 +21,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["open_loop", "run", "anext", "aclose"]
+__all__ = ["open_loop", "run", "anext", "aclose", "to_trio", "to_asyncio"]
 
 
 @asynccontextmanager
@@ -53,3 +57,19 @@ async def anext(agen: AsyncIterator[T]) -> T:
 
 async def aclose(agen: AsyncGenerator[Any, Any]) -> None:
     await _runner()(agen.aclose())
+
+
+def to_trio(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """From asyncio code: a coroutine function that runs trio ``fn`` as a trio task.
+    Cancelling the asyncio caller cancels the trio task."""
+    import trio_asyncio
+
+    return trio_asyncio.trio_as_aio(fn)  # type: ignore[no-any-return]
+
+
+def to_asyncio(fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """From trio code: a function that runs asyncio ``fn`` on the bridge's loop.
+    Cancelling the trio caller cancels the asyncio task."""
+    import trio_asyncio
+
+    return trio_asyncio.aio_as_trio(fn)  # type: ignore[no-any-return]

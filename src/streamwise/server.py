@@ -5,6 +5,7 @@
     serve(settings)                          cancel it to stop everything
     └── asyncio loop (trio-asyncio)          for MLServer-style asyncio models
         └── nursery
+            ├── grpclib Server (on the loop)  gRPC; each handler crosses into trio once
             ├── hypercorn.trio.serve(app)    REST + SSE; request tasks live under it
             └── (loading the models, then task_status.started(ServerInfo))
         finally: unload every model (shielded, bounded)
@@ -17,6 +18,7 @@ load is FAILED, with its reason, and does not stop the others).
 from __future__ import annotations
 
 import logging
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 import trio
@@ -41,6 +43,8 @@ class ServerInfo:
 
     host: str
     http_port: int
+    grpc_port: int | None
+    """None when gRPC is switched off (``grpc_enabled``)."""
     dataplane: DataPlane
 
     @property
@@ -80,19 +84,25 @@ async def serve(
                 "setting %s=%r is accepted but not acted upon yet", name, getattr(settings, name)
             )
 
-    async with _bridge.open_loop():
+    async with _bridge.open_loop(), AsyncExitStack() as stack:
         try:
+            grpc_port = None
+            if settings.grpc_enabled:
+                from .grpc.server import open_grpc_server  # grpclib only when gRPC is on
+
+                grpc_port = await stack.enter_async_context(open_grpc_server(dataplane))
             async with trio.open_nursery() as nursery:
                 binds = await nursery.start(hypercorn_serve, app, _hypercorn_config(settings))
-                info = ServerInfo(settings.host, _bound_port(binds), dataplane)
+                info = ServerInfo(settings.host, _bound_port(binds), grpc_port, dataplane)
                 if settings.load_models_at_startup:
                     await registry.load_all()
                 dataplane.started.set()
                 log.info(
-                    "streamwise %s serving %d model version(s) on %s",
+                    "streamwise %s serving %d model version(s) on %s, gRPC on port %s",
                     settings.version,
                     len(registry.slots()),
                     info.http_url,
+                    grpc_port,
                 )
                 task_status.started(info)
         finally:

@@ -52,6 +52,8 @@ class Settings(_Frozen):
     server_version: str | None = None
     extensions: tuple[str, ...] = ()
     grpc_max_message_length: int | None = Field(None, gt=0)
+    """gRPC message size limit, both ways (None: 64 MiB)."""
+    grpc_enabled: bool = True
 
     # -- ours --
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -22,7 +22,7 @@ import pydantic
 from .._proto import inference as pb
 from ..codecs.numpy import to_dtype
 from ..errors import InvalidRequest
-from ..types import InferenceRequest, InferenceResponse, Parameters, ResponseOutput
+from ..types import InferenceRequest, InferenceResponse, Parameters
 
 __all__ = [
     "CONTENTS_FIELD",
@@ -202,7 +202,9 @@ def request_from_proto(msg: pb.ModelInferRequest) -> tuple[InferenceRequest, boo
     try:
         return InferenceRequest.model_validate(body), bool(raw)
     except pydantic.ValidationError as exc:
-        raise InvalidRequest(f"invalid request: {exc.errors(include_url=False)[0]['msg']}") from None
+        raise InvalidRequest(
+            f"invalid request: {exc.errors(include_url=False)[0]['msg']}"
+        ) from None
 
 
 def request_to_proto(
@@ -275,18 +277,20 @@ def response_from_proto(msg: pb.ModelInferResponse) -> InferenceResponse:
         else:
             data = _typed_data(tensor.contents, tensor.datatype, tensor.name)
         outputs.append(
-            ResponseOutput(
-                name=tensor.name,
-                datatype=tensor.datatype,
-                shape=shape,
-                parameters=parameters_from_proto(tensor.parameters) or None,
-                data=data,
-            )
+            {
+                "name": tensor.name,
+                "datatype": tensor.datatype,
+                "shape": shape,
+                "parameters": parameters_from_proto(tensor.parameters) or None,
+                "data": data,
+            }
         )
-    return InferenceResponse(
-        model_name=msg.model_name,
-        model_version=msg.model_version or None,
-        id=msg.id or None,
-        parameters=parameters_from_proto(msg.parameters) or None,
-        outputs=outputs,
+    return InferenceResponse.model_validate(
+        {
+            "model_name": msg.model_name,
+            "model_version": msg.model_version or None,
+            "id": msg.id or None,
+            "parameters": parameters_from_proto(msg.parameters) or None,
+            "outputs": outputs,
+        }
     )

@@ -35,9 +35,14 @@ T = TypeVar("T")
 __all__ = ["DataPlane", "Call"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call:
-    """One validated request, bound to the model version that will serve it."""
+    """One validated request, bound to the model version that will serve it.
+
+    On a bidirectional stream, ``request_id`` follows the request the model pulled last
+    (:meth:`DataPlane.follow`), so that each response carries the id of the request it
+    answers.
+    """
 
     slot: ModelSlot
     request: InferenceRequest
@@ -104,6 +109,15 @@ class DataPlane:
         if request.outputs and settings.outputs:
             keep = frozenset(o.name for o in request.outputs)
         return Call(slot, request, request.id or str(uuid.uuid4()), keep)
+
+    def follow(self, call: Call, request: InferenceRequest) -> InferenceRequest:
+        """Check the next request of a bidirectional stream; its id becomes the call's."""
+        settings = call.slot.settings
+        validate_request(request, settings.inputs, settings.outputs)
+        if request.id is None:
+            request.id = str(uuid.uuid4())
+        call.request_id = request.id
+        return request
 
     async def infer(self, call: Call) -> InferenceResponse:
         with call.model() as model:

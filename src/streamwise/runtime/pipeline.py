@@ -85,14 +85,28 @@ async def open_stream(
     *,
     buffer: int = 64,
 ) -> AsyncIterator[trio.MemoryReceiveChannel[T | StreamError]]:
-    """Start ``model.predict_stream(requests)`` in a task owned by this block."""
+    """Start ``model.predict_stream(requests)`` in a task owned by this block.
+
+    An exception raised in the block comes out as itself, not inside a group (the pump
+    catches its own failures, so a group here holds the caller's exception alone).
+    """
     send, receive = trio.open_memory_channel[T | StreamError](buffer)
-    async with trio.open_nursery() as nursery, receive:
-        nursery.start_soon(_Pump(model, requests, finish, send).run, name=f"pump:{model.name}")
+    # `receive` is closed outside the nursery: closing it checkpoints, and a checkpoint in
+    # the cancelled nursery would raise a Cancelled that the nursery absorbs, silently
+    # dropping the exception that left the block.
+    async with receive:
         try:
-            yield receive
-        finally:
-            nursery.cancel_scope.cancel()
+            async with trio.open_nursery() as nursery:
+                pump = _Pump(model, requests, finish, send)
+                nursery.start_soon(pump.run, name=f"pump:{model.name}")
+                try:
+                    yield receive
+                finally:
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
 
 async def receive_batch(

@@ -1,0 +1,76 @@
+"""Starting and stopping the grpclib server on the bridge's asyncio loop."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+from grpclib import GRPCError, Status
+from grpclib.encoding.proto import ProtoCodec
+from grpclib.server import Server
+
+from .. import _bridge
+from ..runtime.dataplane import DataPlane
+from .service import InferenceService, RepositoryService
+
+__all__ = ["open_grpc_server", "DEFAULT_MAX_MESSAGE_BYTES"]
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CLOSE_TIMEOUT_S = 5.0
+
+
+class LimitedCodec(ProtoCodec):
+    """grpclib has no message size limit of its own: ours, both ways."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def _check(self, size: int, what: str) -> None:
+        if size > self.limit:
+            raise GRPCError(
+                Status.RESOURCE_EXHAUSTED,
+                f"{what} of {size} bytes is over the limit of {self.limit} bytes "
+                "(grpc_max_message_length)",
+            )
+
+    def decode(self, data: bytes, message_type: Any) -> Any:
+        self._check(len(data), "request message")
+        return super().decode(data, message_type)
+
+    def encode(self, message: Any, message_type: Any) -> bytes:
+        data = super().encode(message, message_type)
+        self._check(len(data), "response message")
+        return data
+
+
+async def _start(dataplane: DataPlane, host: str, port: int, limit: int) -> tuple[Server, int]:
+    """asyncio side: build and start the server; the port it is bound to."""
+    server = Server(
+        [InferenceService(dataplane), RepositoryService(dataplane)], codec=LimitedCodec(limit)
+    )
+    await server.start(host, port)
+    asyncio_server: Any = server._server  # grpclib keeps the asyncio server; ask it the port
+    sockets = asyncio_server.sockets if asyncio_server else ()
+    return server, sockets[0].getsockname()[1] if sockets else port
+
+
+async def _stop(server: Server) -> None:
+    server.close()
+    await server.wait_closed()
+
+
+@asynccontextmanager
+async def open_grpc_server(dataplane: DataPlane) -> AsyncIterator[int]:
+    """Serve gRPC for the duration of the block (inside the bridge's loop); yields the port."""
+    settings = dataplane.settings
+    limit = settings.grpc_max_message_length or DEFAULT_MAX_MESSAGE_BYTES
+    server, port = await _bridge.to_asyncio(_start)(
+        dataplane, settings.host, settings.grpc_port, limit
+    )
+    try:
+        yield port
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+            await _bridge.to_asyncio(_stop)(server)

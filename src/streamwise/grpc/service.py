@@ -1,0 +1,259 @@
+"""``inference.GRPCInferenceService`` (and MLServer's ``ModelRepositoryService``) on grpclib.
+
+grpclib calls our handlers on asyncio (the trio-asyncio loop ``serve()`` opened). Each
+handler crosses into trio once (``_bridge.to_trio``) and does its work there, through the
+same ``DataPlane`` as REST: the model call is owned by that trio task, so a client cancel,
+a lost connection or the deadline (grpclib cancels the handler) cancels the model.
+Streams send what the pipeline has ready in one asyncio call per batch.
+
+Errors are mapped once, in :func:`_grpc_errors`: our error tree to its gRPC status, the
+message kept.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from grpclib import GRPCError, Status
+from grpclib.const import Cardinality, Handler
+from grpclib.server import Stream
+
+from .. import _bridge
+from .._proto import inference as pb
+from .._proto.inference import model_repository as repo_pb
+from ..errors import InvalidRequest, StreamwiseError
+from ..registry import ModelState
+from ..runtime import StreamError, receive_batch
+from ..runtime.dataplane import Call, DataPlane
+from ..types import InferenceRequest, Parameters
+from .convert import parameters_to_proto, request_from_proto, response_to_proto
+
+__all__ = ["InferenceService", "RepositoryService"]
+
+log = logging.getLogger(__name__)
+
+SERVICE = "/inference.GRPCInferenceService/"
+REPOSITORY_SERVICE = "/inference.model_repository.ModelRepositoryService/"
+
+
+def _grpc_errors(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Our errors -> GRPCError with the matching status, in one place."""
+
+    @functools.wraps(fn)
+    async def handler(*args: Any) -> None:
+        try:
+            await fn(*args)
+        except StreamwiseError as exc:
+            if exc.grpc_status == "INTERNAL":
+                log.error("%s: %s", fn.__name__, exc)
+            raise GRPCError(Status[exc.grpc_status], str(exc)) from exc
+
+    return handler
+
+
+def _with_headers(request: InferenceRequest, metadata: Any) -> InferenceRequest:
+    """Invocation metadata reaches the model as ``parameters.headers``, as in MLServer."""
+    if metadata:
+        headers = {k: v for k, v in metadata.items() if not k.startswith("grpc-")}
+        if headers:
+            if request.parameters is None:
+                request.parameters = Parameters()
+            request.parameters.headers = headers
+    return request
+
+
+def _trailing(response_params: Parameters | None) -> dict[str, str] | None:
+    headers = response_params.headers if response_params else None
+    return {str(k): str(v) for k, v in headers.items()} if headers else None
+
+
+async def _send_all(stream: Stream[Any, Any], messages: list[Any]) -> None:
+    """asyncio side: send a batch of messages (one bridge crossing for all of them)."""
+    for message in messages:
+        await stream.send_message(message)
+
+
+class InferenceService:
+    """The V2 gRPC data plane. ``__mapping__`` is what grpclib serves."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    def __mapping__(self) -> dict[str, Handler]:
+        unary = Cardinality.UNARY_UNARY
+        return {
+            SERVICE + "ServerLive": Handler(self.server_live, unary, pb.ServerLiveRequest, pb.ServerLiveResponse),
+            SERVICE + "ServerReady": Handler(self.server_ready, unary, pb.ServerReadyRequest, pb.ServerReadyResponse),
+            SERVICE + "ModelReady": Handler(self.model_ready, unary, pb.ModelReadyRequest, pb.ModelReadyResponse),
+            SERVICE + "ServerMetadata": Handler(self.server_metadata, unary, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
+            SERVICE + "ModelMetadata": Handler(self.model_metadata, unary, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
+            SERVICE + "ModelInfer": Handler(self.model_infer, unary, pb.ModelInferRequest, pb.ModelInferResponse),
+            SERVICE + "ModelStreamInfer": Handler(self.model_stream_infer, Cardinality.STREAM_STREAM, pb.ModelInferRequest, pb.ModelInferResponse),
+            **repository_mapping(SERVICE, pb, self.dataplane),
+        }  # fmt: skip
+
+    # -- health and metadata (no model call: answered on the asyncio side) --
+    @_grpc_errors
+    async def server_live(self, stream: Stream[Any, Any]) -> None:
+        await stream.recv_message()
+        await stream.send_message(pb.ServerLiveResponse(live=True))
+
+    @_grpc_errors
+    async def server_ready(self, stream: Stream[Any, Any]) -> None:
+        await stream.recv_message()
+        await stream.send_message(pb.ServerReadyResponse(ready=self.dataplane.ready()))
+
+    @_grpc_errors
+    async def model_ready(self, stream: Stream[Any, Any]) -> None:
+        msg = await stream.recv_message()
+        assert msg is not None
+        slot = self.dataplane.model_ready(msg.name, msg.version or None)
+        await stream.send_message(pb.ModelReadyResponse(ready=slot.state is ModelState.READY))
+
+    @_grpc_errors
+    async def server_metadata(self, stream: Stream[Any, Any]) -> None:
+        await stream.recv_message()
+        meta = self.dataplane.server_metadata()
+        await stream.send_message(
+            pb.ServerMetadataResponse(
+                name=meta.name, version=meta.version, extensions=meta.extensions
+            )
+        )
+
+    @_grpc_errors
+    async def model_metadata(self, stream: Stream[Any, Any]) -> None:
+        msg = await stream.recv_message()
+        assert msg is not None
+        meta = await _bridge.to_trio(self.dataplane.model_metadata)(msg.name, msg.version or None)
+
+        def tensor(t: Any) -> pb.ModelMetadataResponseTensorMetadata:
+            return pb.ModelMetadataResponseTensorMetadata(
+                name=t.name, datatype=t.datatype, shape=t.shape,
+                parameters=parameters_to_proto(t.parameters),
+            )  # fmt: skip
+
+        await stream.send_message(
+            pb.ModelMetadataResponse(
+                name=meta.name,
+                versions=meta.versions or [],
+                platform=meta.platform,
+                inputs=[tensor(t) for t in meta.inputs or ()],
+                outputs=[tensor(t) for t in meta.outputs or ()],
+                parameters=parameters_to_proto(meta.parameters),
+            )
+        )
+
+    # -- inference --
+    @_grpc_errors
+    async def model_infer(self, stream: Stream[Any, Any]) -> None:
+        msg = await stream.recv_message()
+        assert msg is not None
+        reply, trailing = await _bridge.to_trio(self._infer)(msg, stream.metadata)
+        await stream.send_message(reply)
+        await stream.send_trailing_metadata(metadata=trailing)
+
+    async def _infer(self, msg: pb.ModelInferRequest, metadata: Any) -> tuple[Any, Any]:
+        request, raw = request_from_proto(msg)
+        call = self.dataplane.prepare(
+            msg.model_name, msg.model_version or None, _with_headers(request, metadata)
+        )
+        response = await self.dataplane.infer(call)
+        return response_to_proto(response, raw), _trailing(response.parameters)
+
+    @_grpc_errors
+    async def model_stream_infer(self, stream: Stream[Any, Any]) -> None:
+        first = await stream.recv_message()
+        if first is None:
+            return  # an empty request stream: nothing asked, nothing answered, status OK
+        await _bridge.to_trio(self._stream)(stream, first)
+
+    async def _stream(self, stream: Stream[Any, Any], first: pb.ModelInferRequest) -> None:
+        request, raw = request_from_proto(first)
+        call = self.dataplane.prepare(
+            first.model_name, first.model_version or None, _with_headers(request, stream.metadata)
+        )
+        model = call.slot.check_ready()
+        # The model reads further requests as they arrive: asyncio models straight from
+        # grpclib, trio models through the bridge.
+        recv: Callable[[], Awaitable[Any]] = stream.recv_message
+        if model.async_backend == "trio":
+            recv = _bridge.to_asyncio(stream.recv_message)
+        requests = self._requests(call, first, recv, stream.metadata)
+
+        def encode(response: Any) -> pb.ModelInferResponse:
+            return response_to_proto(response, raw)
+
+        send_all = _bridge.to_asyncio(_send_all)
+        async with self.dataplane.stream(call, encode, requests) as items:
+            while batch := await receive_batch(items):
+                last = batch[-1]
+                if isinstance(last, StreamError):
+                    batch.pop()
+                if batch:
+                    await send_all(stream, batch)
+                if isinstance(last, StreamError):
+                    raise last.error  # after the messages before it: never a clean end
+
+    async def _requests(
+        self,
+        call: Call,
+        first: pb.ModelInferRequest,
+        recv: Callable[[], Awaitable[pb.ModelInferRequest | None]],
+        metadata: Any,
+    ) -> AsyncIterator[InferenceRequest]:
+        yield call.request
+        while (msg := await recv()) is not None:
+            if (msg.model_name, msg.model_version) != (first.model_name, first.model_version):
+                raise InvalidRequest(
+                    f"one stream serves one model: got {msg.model_name!r} after "
+                    f"{first.model_name!r}"
+                )
+            request, _ = request_from_proto(msg)
+            yield self.dataplane.follow(call, _with_headers(request, metadata))
+
+
+def repository_mapping(prefix: str, messages: Any, dataplane: DataPlane) -> dict[str, Handler]:
+    """The three repository RPCs under ``prefix``, with ``messages``' types: the same
+    handlers serve ``GRPCInferenceService`` and MLServer's ``ModelRepositoryService``."""
+
+    @_grpc_errors
+    async def index(stream: Stream[Any, Any]) -> None:
+        msg = await stream.recv_message()
+        assert msg is not None
+        items = dataplane.repository_index(msg.ready or None)
+        await stream.send_message(messages.RepositoryIndexResponse(models=[
+            messages.RepositoryIndexResponseModelIndex(
+                name=i.name, version=i.version or "", state=str(i.state), reason=i.reason
+            ) for i in items
+        ]))  # fmt: skip
+
+    def change(action: Callable[[str], Awaitable[None]], reply: Any) -> Any:
+        @_grpc_errors
+        async def handler(stream: Stream[Any, Any]) -> None:
+            msg = await stream.recv_message()
+            assert msg is not None
+            await _bridge.to_trio(action)(msg.model_name)
+            await stream.send_message(reply())
+
+        return handler
+
+    unary = Cardinality.UNARY_UNARY
+    m = messages
+    return {
+        prefix + "RepositoryIndex": Handler(index, unary, m.RepositoryIndexRequest, m.RepositoryIndexResponse),
+        prefix + "RepositoryModelLoad": Handler(change(dataplane.load, m.RepositoryModelLoadResponse), unary, m.RepositoryModelLoadRequest, m.RepositoryModelLoadResponse),
+        prefix + "RepositoryModelUnload": Handler(change(dataplane.unload, m.RepositoryModelUnloadResponse), unary, m.RepositoryModelUnloadRequest, m.RepositoryModelUnloadResponse),
+    }  # fmt: skip
+
+
+class RepositoryService:
+    """MLServer's separate ``inference.model_repository.ModelRepositoryService``."""
+
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+
+    def __mapping__(self) -> dict[str, Handler]:
+        return repository_mapping(REPOSITORY_SERVICE, repo_pb, self.dataplane)
