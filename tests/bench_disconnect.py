@@ -1,9 +1,10 @@
-"""Prints how long a model's ``finally`` takes to run after its SSE client disconnects.
+"""Prints how long a model's ``finally`` takes to run after its client goes away.
 
     python tests/bench_disconnect.py [TRIES]
 
-Median and max over TRIES (default 20) disconnects after two events, for a trio-native
-model and for an asyncio (MLServer-style) model run through the bridge.
+Median and max over TRIES (default 20): an SSE client that disconnects, and a grpcio
+client that cancels ModelStreamInfer, after two events; for a trio-native model and for
+an asyncio (MLServer-style) model run through the bridge.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 
 from conftest import TEST_MODELS  # noqa: E402
 from test_cancellation import disconnect_after_two_events  # noqa: E402
+from test_grpc import grpc_cancel_after_two  # noqa: E402
 
 from streamwise import load_settings, serve  # noqa: E402
 
@@ -27,13 +29,15 @@ async def main(tries: int) -> None:
     )
     async with trio.open_nursery() as nursery:
         info = await nursery.start(serve, settings)
-        for model in ("slow-stream", "slow-stream-aio"):
-            delays = [(await disconnect_after_two_events(info, model))[0] for _ in range(tries)]
-            print(
-                f"{model:16s} disconnect -> finally: "
-                f"median {statistics.median(delays) * 1e3:.2f} ms,"
-                f" max {max(delays) * 1e3:.2f} ms over {tries} tries"
-            )
+        for transport, measure in (("SSE", disconnect_after_two_events),
+                                   ("gRPC", grpc_cancel_after_two)):
+            for model in ("slow-stream", "slow-stream-aio"):
+                delays = [(await measure(info, model))[0] for _ in range(tries)]
+                print(
+                    f"{transport:4s} {model:16s} client gone -> model finally: "
+                    f"median {statistics.median(delays) * 1e3:.2f} ms, "
+                    f"max {max(delays) * 1e3:.2f} ms over {tries} tries"
+                )
         nursery.cancel_scope.cancel()
 
 

@@ -284,3 +284,25 @@ def test_model_infer_round_trips_every_datatype(
     if tensor["datatype"] == "BYTES":
         expected = [s.encode() for s in expected]
     assert out.data.root == expected
+
+
+async def test_mlserver_model_repository_service(demo: ServerInfo) -> None:
+    from streamwise._proto.inference import model_repository as repo
+
+    def run(_: Any) -> Any:
+        with grpc.insecure_channel(f"127.0.0.1:{demo.grpc_port}") as ch:
+            index = ch.unary_unary(
+                "/inference.model_repository.ModelRepositoryService/RepositoryIndex",
+                request_serializer=bytes,
+                response_deserializer=repo.RepositoryIndexResponse.parse,
+            )
+            unload = ch.unary_unary(
+                "/inference.model_repository.ModelRepositoryService/RepositoryModelUnload",
+                request_serializer=bytes,
+                response_deserializer=repo.RepositoryModelUnloadResponse.parse,
+            )
+            unload(repo.RepositoryModelUnloadRequest(model_name="identity"))
+            return [(m.name, m.state) for m in index(repo.RepositoryIndexRequest()).models]
+
+    assert await in_thread(demo, run) == [
+        ("identity", "UNAVAILABLE"), ("text-model", "READY"), ("token-streamer", "READY")]
