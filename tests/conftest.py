@@ -12,6 +12,12 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from hypothesis import settings as hypothesis_settings
+
+# No per-example deadline: these machines are noisy, and a timing is not what these
+# properties check.
+hypothesis_settings.register_profile("streamwise", deadline=None)
+hypothesis_settings.load_profile("streamwise")
 
 from streamwise import ServerInfo, load_settings, serve
 
