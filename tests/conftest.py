@@ -14,12 +14,12 @@ import pytest
 import trio
 from hypothesis import settings as hypothesis_settings
 
+from streamwise import ServerInfo, load_settings, serve
+
 # No per-example deadline: these machines are noisy, and a timing is not what these
 # properties check.
 hypothesis_settings.register_profile("streamwise", deadline=None)
 hypothesis_settings.load_profile("streamwise")
-
-from streamwise import ServerInfo, load_settings, serve
 
 TESTS = pathlib.Path(__file__).parent
 sys.path.insert(0, str(TESTS))  # test models import `probe`
