@@ -20,6 +20,7 @@ import numpy as np
 import pydantic
 
 from .._proto import inference as pb
+from ..codecs.lists import flatten
 from ..codecs.numpy import to_dtype
 from ..errors import InvalidRequest
 from ..types import InferenceRequest, InferenceResponse, Parameters
@@ -116,7 +117,7 @@ def _raw_to_data(raw: bytes, datatype: str, shape: list[int], name: str) -> list
 
 
 def _data_to_raw(data: Any, datatype: str) -> bytes:
-    flat = _flat(data)
+    flat = flatten(data)
     if datatype == "BYTES":
         parts = []
         for item in flat:
@@ -125,24 +126,6 @@ def _data_to_raw(data: Any, datatype: str) -> bytes:
             parts.append(b)
         return b"".join(parts)
     return np.asarray(flat, dtype=to_dtype(datatype).newbyteorder("<")).tobytes()
-
-
-def _flat(data: Any) -> list[Any]:
-    if not isinstance(data, list):
-        return [data]
-    if all(not isinstance(x, list) for x in data):
-        return data
-    leaves: list[Any] = []
-    stack = [iter(data)]
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, list):
-                stack.append(iter(item))
-                break
-            leaves.append(item)
-        else:
-            stack.pop()
-    return leaves
 
 
 def _typed_data(contents: pb.InferTensorContents | None, datatype: str, name: str) -> list[Any]:
@@ -155,7 +138,7 @@ def _typed_data(contents: pb.InferTensorContents | None, datatype: str, name: st
 
 
 def _typed_contents(data: Any, datatype: str) -> pb.InferTensorContents:
-    flat = _flat(data)
+    flat = flatten(data)
     if datatype == "BYTES":
         flat = [x.encode() if isinstance(x, str) else x for x in flat]
     return pb.InferTensorContents(**{CONTENTS_FIELD[datatype]: flat})
