@@ -144,6 +144,22 @@ def _typed_contents(data: Any, datatype: str) -> pb.InferTensorContents:
     return pb.InferTensorContents(**{CONTENTS_FIELD[datatype]: flat})
 
 
+def _tensor_from_proto(tensor: Any, raw: bytes | None) -> dict[str, Any]:
+    """An input or output tensor message as V2 fields; ``raw`` is its raw buffer, if any."""
+    shape = list(tensor.shape)
+    if raw is not None:
+        data = _raw_to_data(raw, tensor.datatype, shape, tensor.name)
+    else:
+        data = _typed_data(tensor.contents, tensor.datatype, tensor.name)
+    return {
+        "name": tensor.name,
+        "datatype": tensor.datatype,
+        "shape": shape,
+        "parameters": parameters_from_proto(tensor.parameters) or None,
+        "data": data,
+    }
+
+
 # -- requests --------------------------------------------------------------------------
 def request_from_proto(msg: pb.ModelInferRequest) -> tuple[InferenceRequest, bool]:
     """The request, and whether it used raw contents (its response will too)."""
@@ -158,20 +174,7 @@ def request_from_proto(msg: pb.ModelInferRequest) -> tuple[InferenceRequest, boo
             raise InvalidRequest(f"input {tensor.name!r}: both raw and typed contents are set")
         if tensor.datatype not in CONTENTS_FIELD and tensor.datatype != "FP16":
             raise InvalidRequest(f"input {tensor.name!r}: unknown datatype {tensor.datatype!r}")
-        shape = list(tensor.shape)
-        if raw:
-            data = _raw_to_data(raw[i], tensor.datatype, shape, tensor.name)
-        else:
-            data = _typed_data(tensor.contents, tensor.datatype, tensor.name)
-        inputs.append(
-            {
-                "name": tensor.name,
-                "datatype": tensor.datatype,
-                "shape": shape,
-                "parameters": parameters_from_proto(tensor.parameters) or None,
-                "data": data,
-            }
-        )
+        inputs.append(_tensor_from_proto(tensor, raw[i] if raw else None))
     body = {
         "id": msg.id or None,
         "parameters": parameters_from_proto(msg.parameters) or None,
@@ -254,20 +257,7 @@ def response_from_proto(msg: pb.ModelInferResponse) -> InferenceResponse:
     raw = msg.raw_output_contents
     outputs = []
     for i, tensor in enumerate(msg.outputs):
-        shape = list(tensor.shape)
-        if raw:
-            data = _raw_to_data(raw[i], tensor.datatype, shape, tensor.name)
-        else:
-            data = _typed_data(tensor.contents, tensor.datatype, tensor.name)
-        outputs.append(
-            {
-                "name": tensor.name,
-                "datatype": tensor.datatype,
-                "shape": shape,
-                "parameters": parameters_from_proto(tensor.parameters) or None,
-                "data": data,
-            }
-        )
+        outputs.append(_tensor_from_proto(tensor, raw[i] if raw else None))
     return InferenceResponse.model_validate(
         {
             "model_name": msg.model_name,
