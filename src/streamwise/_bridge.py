@@ -4,9 +4,9 @@ Models: MLServer runtimes are asyncio code (``run``, ``anext``, ``aclose`` below
 gRPC: grpclib is asyncio-only; its server lives on the same loop, its handlers cross into
 trio with ``to_trio`` and call back into asyncio (receive, send a batch) with ``to_asyncio``.
 
-MLServer runtimes are asyncio code. ``serve()`` opens a trio-asyncio loop inside its trio
-run; models whose ``async_backend`` is ``"asyncio"`` have each coroutine, and each step of
-their generators, run as an asyncio task on that loop. A trio cancel scope around such a
+``serve()`` opens a trio-asyncio loop inside its trio run; models whose
+``async_backend`` is ``"asyncio"`` have each coroutine, and each step of their
+generators, run as an asyncio task on that loop. A trio cancel scope around such a
 call cancels the asyncio task, so a generator's ``finally`` runs promptly.
 
 ``trio_asyncio`` is imported lazily: importing it replaces the process's asyncio loop

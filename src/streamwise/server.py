@@ -3,12 +3,12 @@
 ::
 
     serve(settings)                          cancel it to stop everything
-    └── asyncio loop (trio-asyncio)          for MLServer-style asyncio models
+    └── asyncio loop (trio-asyncio)          for MLServer-style asyncio models, and grpclib
+        ├── grpclib Server (on the loop)     gRPC; each handler crosses into trio once
         └── nursery
-            ├── grpclib Server (on the loop)  gRPC; each handler crosses into trio once
             ├── hypercorn.trio.serve(app)    REST + SSE; request tasks live under it
             └── (loading the models, then task_status.started(ServerInfo))
-        finally: unload every model (shielded, bounded)
+        finally: unload every model (shielded, bounded), after both transports stopped
 
 Embed it in a trio program with ``info = await nursery.start(streamwise.serve, settings)``:
 it returns once the sockets are bound and the models are loaded (a model that fails to
@@ -84,14 +84,16 @@ async def serve(
                 "setting %s=%r is accepted but not acted upon yet", name, getattr(settings, name)
             )
 
-    async with _bridge.open_loop(), AsyncExitStack() as stack:
+    async with _bridge.open_loop():
         try:
-            grpc_port = None
-            if settings.grpc_enabled:
-                from .grpc.server import open_grpc_server  # grpclib only when gRPC is on
+            # Both transports stop (gRPC server closed, Hypercorn's nursery cancelled)
+            # before the models are unloaded in the finally below.
+            async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
+                grpc_port = None
+                if settings.grpc_enabled:
+                    from .grpc.server import open_grpc_server  # grpclib only when gRPC is on
 
-                grpc_port = await stack.enter_async_context(open_grpc_server(dataplane))
-            async with trio.open_nursery() as nursery:
+                    grpc_port = await stack.enter_async_context(open_grpc_server(dataplane))
                 binds = await nursery.start(hypercorn_serve, app, _hypercorn_config(settings))
                 info = ServerInfo(settings.host, _bound_port(binds), grpc_port, dataplane)
                 if settings.load_models_at_startup:
