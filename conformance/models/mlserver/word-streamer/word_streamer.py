@@ -1,0 +1,40 @@
+"""Streams the words of `text` like the document's model ("What", " is", ...), with no
+pause unless `delay_s` asks for one: reassembling the events gives back the text."""
+
+import asyncio
+from typing import AsyncIterator
+
+from mlserver import MLModel
+from mlserver.codecs import StringCodec
+from mlserver.types import InferenceRequest, InferenceResponse
+
+
+def scalar(inputs, name, default):
+    """The first element of input `name` (its data may be flat or nested), or `default`."""
+    if name not in inputs:
+        return default
+    value = inputs[name].data.root
+    while isinstance(value, list):
+        value = value[0]
+    return value
+
+
+class WordStreamer(MLModel):
+    async def predict_stream(
+        self, payloads: AsyncIterator[InferenceRequest]
+    ) -> AsyncIterator[InferenceResponse]:
+        async for payload in payloads:
+            inputs = {i.name: i for i in payload.inputs}
+            text = StringCodec.decode_input(inputs["text"])[0]
+            delay_s = float(scalar(inputs, "delay_s", 0.0))
+            for i, word in enumerate(text.split(" ")):
+                if delay_s:
+                    await asyncio.sleep(delay_s)
+                yield InferenceResponse(
+                    model_name=self.name,
+                    outputs=[
+                        StringCodec.encode_output(
+                            "output", [word if i == 0 else " " + word], use_bytes=True
+                        )
+                    ],
+                )
