@@ -71,6 +71,22 @@ async def test_infer_without_id_gets_a_uuid(demo: ServerInfo, client: httpx.Asyn
     assert len(r.json()["id"]) == 36
 
 
+
+@pytest.mark.parametrize(
+    ("requested", "returned"),
+    [(["b"], ["b"]), (["a", "b"], ["a", "b"]), (["c"], ["a", "b"])],
+    ids=["subset", "all", "none-produced"],
+)
+async def test_requested_outputs_are_kept_and_nothing_is_lost(
+    demo: ServerInfo, client: httpx.AsyncClient, requested: list[str], returned: list[str]
+) -> None:
+    """Only the requested outputs come back; if the model produced none of them (it
+    ignored the names), its whole answer comes back rather than nothing."""
+    body = {**IDENTITY_BODY, "outputs": [{"name": n} for n in requested]}
+    r = await client.post(f"{demo.http_url}/v2/models/identity/infer", json=body)
+    assert r.status_code == 200, r.text
+    assert [o["name"] for o in r.json()["outputs"]] == returned
+
 ERRORS = [
     ("POST", "/v2/models/nope/infer", IDENTITY_BODY, 404),
     ("POST", "/v2/models/identity/versions/7/infer", IDENTITY_BODY, 404),

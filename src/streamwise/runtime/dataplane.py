@@ -48,8 +48,9 @@ class Call:
     request: InferenceRequest
     request_id: str
     outputs: frozenset[str] | None
-    """Requested output names to keep, when the request names some and the model declares
-    its outputs (so that filtering can never drop what the model was asked for)."""
+    """Requested output names to keep, when the request names some. A response holding
+    none of them is left whole: the model ignored the names, and dropping everything it
+    said would lose data."""
 
     def stamp(self, response: InferenceResponse) -> InferenceResponse:
         response.id = self.request_id
@@ -58,7 +59,9 @@ class Call:
         if self.outputs is not None:
             wanted = self.outputs
             if any(o.name not in wanted for o in response.outputs):
-                response.outputs = [o for o in response.outputs if o.name in wanted]
+                kept = [o for o in response.outputs if o.name in wanted]
+                if kept:
+                    response.outputs = kept
         return response
 
     @contextmanager
@@ -105,9 +108,7 @@ class DataPlane:
         slot.check_ready()  # 503 before anything else is done
         settings = slot.settings
         validate_request(request, settings.inputs, settings.outputs)
-        keep = None
-        if request.outputs and settings.outputs:
-            keep = frozenset(o.name for o in request.outputs)
+        keep = frozenset(o.name for o in request.outputs) if request.outputs else None
         return Call(slot, request, request.id or str(uuid.uuid4()), keep)
 
     def follow(self, call: Call, request: InferenceRequest) -> InferenceRequest:
