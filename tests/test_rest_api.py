@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import trio
 from conftest import StartServer
 
 from streamwise import ServerInfo
@@ -213,3 +214,36 @@ async def test_ready_is_false_with_zero_models(
     r = await client.get(f"{info.http_url}/v2/health/ready")
     assert r.status_code == 503 and "no model is ready" in r.json()["error"]
     assert (await client.get(f"{info.http_url}/v2/health/live")).status_code == 200
+
+
+
+@pytest.mark.parametrize("path", ["/v2/nowhere", "/v2/health/live"])
+async def test_refused_requests_with_bodies_keep_the_connection_usable(
+    demo: ServerInfo, path: str
+) -> None:
+    """A POST refused before a handler reads its body (404 no route, 405 wrong method),
+    its body sent a little after its headers, on a keep-alive connection: the next
+    requests on that connection are answered. Without draining the body first, hypercorn
+    (0.18) stopped answering on that connection."""
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n".encode()
+    stream = await trio.open_tcp_stream("127.0.0.1", demo.http_port)
+    async with stream:
+        for _ in range(3):
+            await stream.send_all(head)
+            await trio.sleep(0.05)  # the server decides on the headers alone...
+            await stream.send_all(b"{}")  # ...and the body comes after
+            with trio.fail_after(5):
+                answer = await _read_response(stream)
+            assert answer.startswith((b"HTTP/1.1 404", b"HTTP/1.1 405")), answer
+
+
+async def _read_response(stream: trio.SocketStream) -> bytes:
+    """One whole response with a Content-Length body."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += await stream.receive_some()
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        body += await stream.receive_some()
+    return data

@@ -6,7 +6,7 @@ import json
 import logging
 
 import pydantic
-from quart import Quart, Response
+from quart import Quart, Response, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import StreamwiseError
@@ -41,6 +41,8 @@ def install(app: Quart) -> None:
     @app.errorhandler(HTTPException)
     async def _http(exc: HTTPException) -> Response:
         status = exc.code or 500
+        if status in (404, 405):
+            await _drain_body()
         text = {
             404: "not found",
             405: "method not allowed",
@@ -57,3 +59,16 @@ def install(app: Quart) -> None:
     async def _bug(exc: Exception) -> Response:
         log.exception("unexpected error")
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+
+
+async def _drain_body() -> None:
+    """Read the body of a request refused before its handler ran (no route, wrong method).
+
+    Hypercorn (0.18, h11) answering a keep-alive request whose body it has not finished
+    reading can leave the connection stuck: the next request on it never gets an answer
+    (tests/test_rest_api.py::test_refused_requests_with_bodies_keep_the_connection_usable).
+    Reading the body first (bounded by the body limit) keeps the connection usable."""
+    try:
+        await request.get_data(cache=False)
+    except HTTPException:
+        pass  # too large or cut: the error response goes out and hypercorn closes
