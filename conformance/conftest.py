@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -127,7 +126,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     argv = [sys.executable, "-m", "src", "serve", str(REFERENCE_MODELS)]
     argv += ["--http-port", str(http_port), "--grpc-port", str(grpc_port)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLSERVER_", "STREAMWISE_"))}
-    with tempfile.TemporaryFile() as log:
+    log_path = request.getfixturevalue("tmp_path_factory").mktemp("server") / "server.log"
+    with log_path.open("w+b") as log:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
             url = f"http://127.0.0.1:{http_port}"
@@ -140,6 +140,7 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
             report.target.update(
                 target=f"{found.http} (started: {' '.join(argv[1:4])} {REFERENCE_MODELS.name})",
                 grpc_target=found.grpc,
+                server_log=str(log_path),
             )
             yield found
         finally:
