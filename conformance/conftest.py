@@ -224,11 +224,12 @@ def _destructive_gate(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture
-def live(http: httpx.Client) -> Callable[[], None]:
-    """``live()`` asserts the server still answers (after something hostile)."""
+def live(target: Target) -> Callable[[], None]:
+    """``live()`` asserts the server still answers (after something hostile), on a new
+    connection: a server may close the one that carried the hostile request."""
 
     def check() -> None:
-        response = http.get("/v2/health/live")
+        response = httpx.get(f"{target.http}/v2/health/live", timeout=10)
         assert response.status_code == 200, f"server not live afterwards: {response.status_code}"
 
     return check

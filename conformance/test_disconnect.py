@@ -98,7 +98,7 @@ def test_request_cut_in_the_middle_of_its_body(target, http: httpx.Client) -> No
     with socket.create_connection((host, port), timeout=10) as sock:
         sock.sendall(
             f"POST {SLOW} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-            "Content-Length: 1000\r\n\r\n{\"inputs\": [".encode()
+            'Content-Length: 1000\r\n\r\n{"inputs": ['.encode()
         )
     a_stream_works(http)
 

@@ -19,7 +19,9 @@ def _still_live_afterwards(need, live) -> object:
 
 
 def test_unknown_model(http: httpx.Client, deviation) -> None:
-    response = http.post("/v2/models/no-such-model/infer", json=request(tensor("x", "INT32", [1], [1])))
+    response = http.post(
+        "/v2/models/no-such-model/infer", json=request(tensor("x", "INT32", [1], [1]))
+    )
     client_error(response, deviation, "infer on an unknown model", preferred=404)
 
 
@@ -84,9 +86,7 @@ def test_data_of_the_wrong_type(http: httpx.Client, deviation, bad: dict[str, ob
     client_error(http.post(INFER, json=request(bad)), deviation, f"wrong data type {bad}")
 
 
-@pytest.mark.parametrize(
-    ("datatype", "value"), [("INT8", 300), ("UINT8", -1), ("UINT16", 70000)]
-)
+@pytest.mark.parametrize(("datatype", "value"), [("INT8", 300), ("UINT8", -1), ("UINT16", 70000)])
 def test_value_out_of_range(http: httpx.Client, deviation, datatype: str, value: int) -> None:
     """Refused, or passed through unchanged (a deviation); never silently wrapped."""
     response = http.post(INFER, json=request(tensor("x", datatype, [1], [value])))
@@ -120,7 +120,12 @@ def test_declared_input_of_the_wrong_datatype(http: httpx.Client, need, deviatio
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", INFER), ("PUT", INFER), ("DELETE", "/v2/models/identity"), ("POST", "/v2/models/identity/ready")],
+    [
+        ("GET", INFER),
+        ("PUT", INFER),
+        ("DELETE", "/v2/models/identity"),
+        ("POST", "/v2/models/identity/ready"),
+    ],
 )
 def test_wrong_method(http: httpx.Client, deviation, method: str, path: str) -> None:
     response = http.request(method, path)

@@ -115,7 +115,9 @@ def test_input_parameters_reach_the_model(http: httpx.Client) -> None:
 
 def test_versioned_infer(http: httpx.Client) -> None:
     """identity is version v1 (model-settings `parameters.version`)."""
-    got = infer(http, request(tensor("x", "INT8", [1], [5])), "/v2/models/identity/versions/v1/infer")
+    got = infer(
+        http, request(tensor("x", "INT8", [1], [5])), "/v2/models/identity/versions/v1/infer"
+    )
     assert flatten(output(got, "x")["data"]) == [5]
     assert got.get("model_version") in (None, "v1"), got
 

@@ -91,4 +91,3 @@ def test_load_of_a_loaded_model_keeps_it_serving(http: httpx.Client, need) -> No
     wait_ready(http, "identity")
     body = request(tensor("x", "INT32", [1], [3]))
     assert http.post("/v2/models/identity/infer", json=body).status_code == 200
-

@@ -41,7 +41,9 @@ def stream_tokens(http: httpx.Client, n: int, **fields: object) -> list[dict[str
 
 def test_content_type_and_status(target, need) -> None:
     need("token-streamer")
-    with raw_request(target.http, "POST", "/v2/models/token-streamer/generate_stream", tokens(2)) as r:
+    with raw_request(
+        target.http, "POST", "/v2/models/token-streamer/generate_stream", tokens(2)
+    ) as r:
         assert r.status == 200, r.headers
         assert r.headers.get("content-type", "").startswith("text/event-stream"), r.headers
         assert "content-length" not in r.headers or r.headers.get("transfer-encoding"), (
@@ -52,9 +54,13 @@ def test_content_type_and_status(target, need) -> None:
 
 def test_framing_is_data_lines_ended_by_a_blank_line(target, need, deviation) -> None:
     need("token-streamer")
-    with raw_request(target.http, "POST", "/v2/models/token-streamer/generate_stream", tokens(3)) as r:
+    with raw_request(
+        target.http, "POST", "/v2/models/token-streamer/generate_stream", tokens(3)
+    ) as r:
         body = r.body()
-    assert body.endswith(b"\n\n"), f"the stream does not end with an event's blank line: {body[-40:]!r}"
+    assert body.endswith(b"\n\n"), (
+        f"the stream does not end with an event's blank line: {body[-40:]!r}"
+    )
     blocks = body.split(b"\n\n")[:-1]
     assert len(blocks) == 3, body
     for block in blocks:

@@ -9,7 +9,16 @@ import json
 import httpx
 import pytest
 
-from .wire import client_error, describe, parse_event, raw_request, request, tensor, text_input, tokens
+from .wire import (
+    client_error,
+    describe,
+    parse_event,
+    raw_request,
+    request,
+    tensor,
+    text_input,
+    tokens,
+)
 
 pytestmark = pytest.mark.streaming
 
@@ -79,7 +88,9 @@ def test_input_the_model_does_not_declare(http: httpx.Client, need, deviation) -
     client_error(response, deviation, "undeclared input on a stream")
 
 
-def read_until_end(target, path: str, body: dict[str, object]) -> tuple[int, list[dict[str, str]], str]:
+def read_until_end(
+    target, path: str, body: dict[str, object]
+) -> tuple[int, list[dict[str, str]], str]:
     """(status, events, how the body ended: "clean", "cut" or "json-error")."""
     with raw_request(target.http, "POST", path, body) as r:
         if r.status != 200:
@@ -120,7 +131,9 @@ def test_failure_mid_stream_is_never_a_clean_end(target, need, deviation) -> Non
     if errors:
         assert all(isinstance(m, str) and m for m in errors), errors
         return
-    assert end == "cut", "the stream ended cleanly after a model failure: it looks like a short answer"
+    assert end == "cut", (
+        "the stream ended cleanly after a model failure: it looks like a short answer"
+    )
     deviation("a mid-stream failure is only visible as a cut connection, with no message")
 
 
@@ -145,7 +158,9 @@ def test_failure_is_reported_to_an_httpx_sse_client(http: httpx.Client, need, de
     need("fail-mid-stream")
     seen: list[str] = []
     try:
-        with connect_sse(http, "POST", "/v2/models/fail-mid-stream/generate_stream", json=tokens(2)) as source:
+        with connect_sse(
+            http, "POST", "/v2/models/fail-mid-stream/generate_stream", json=tokens(2)
+        ) as source:
             for event in source.iter_sse():
                 seen.append(event.event)
     except httpx.HTTPError as exc:

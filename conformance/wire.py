@@ -191,7 +191,10 @@ def raw_request(
     socket is closed when the block ends (so leaving early is a client disconnect)."""
     url = urlsplit(base_url)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    payload = b"" if body is None else body if isinstance(body, bytes) else json.dumps(body).encode()
+    if body is None or isinstance(body, bytes):
+        payload = body or b""
+    else:
+        payload = json.dumps(body).encode()
     head = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(payload)}"]
     if body is not None:
         head.append("Content-Type: application/json")
@@ -222,9 +225,7 @@ def parse_event(block: bytes) -> dict[str, str]:
     return fields
 
 
-def client_error(
-    response: httpx.Response, deviation: Any, what: str, preferred: int = 400
-) -> None:
+def client_error(response: httpx.Response, deviation: Any, what: str, preferred: int = 400) -> None:
     """Assert a client mistake got a 4xx with a V2 error body ``{"error": "..."}``; a 4xx
     other than ``preferred`` is a deviation, anything else a failure."""
     assert 400 <= response.status_code < 500, f"{what}: {describe(response)}"

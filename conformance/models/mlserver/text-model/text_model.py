@@ -8,7 +8,6 @@ from mlserver.codecs import StringCodec
 
 
 class TextModel(MLModel):
-
     async def predict_stream(
         self, payloads: AsyncIterator[InferenceRequest]
     ) -> AsyncIterator[InferenceResponse]:
