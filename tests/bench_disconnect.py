@@ -29,8 +29,10 @@ async def main(tries: int) -> None:
     )
     async with trio.open_nursery() as nursery:
         info = await nursery.start(serve, settings)
-        for transport, measure in (("SSE", disconnect_after_two_events),
-                                   ("gRPC", grpc_cancel_after_two)):
+        for transport, measure in (
+            ("SSE", disconnect_after_two_events),
+            ("gRPC", grpc_cancel_after_two),
+        ):
             for model in ("slow-stream", "slow-stream-aio"):
                 delays = [(await measure(info, model))[0] for _ in range(tries)]
                 print(

@@ -305,4 +305,7 @@ async def test_mlserver_model_repository_service(demo: ServerInfo) -> None:
             return [(m.name, m.state) for m in index(repo.RepositoryIndexRequest()).models]
 
     assert await in_thread(demo, run) == [
-        ("identity", "UNAVAILABLE"), ("text-model", "READY"), ("token-streamer", "READY")]
+        ("identity", "UNAVAILABLE"),
+        ("text-model", "READY"),
+        ("token-streamer", "READY"),
+    ]

@@ -110,11 +110,13 @@ def create_app(dataplane: DataPlane) -> QuartTrio:
 
     @app.post("/v2/repository/models/<name>/load")
     async def repository_load(name: str) -> Response:
+        await errors.drain_body()  # load parameters are not supported: read, unused
         await dataplane.load(name)
         return Response(EMPTY_OK, status=200, mimetype="text/plain")
 
     @app.post("/v2/repository/models/<name>/unload")
     async def repository_unload(name: str) -> Response:
+        await errors.drain_body()  # load parameters are not supported: read, unused
         await dataplane.unload(name)
         return Response(EMPTY_OK, status=200, mimetype="text/plain")
 

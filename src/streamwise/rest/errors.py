@@ -42,7 +42,7 @@ def install(app: Quart) -> None:
     async def _http(exc: HTTPException) -> Response:
         status = exc.code or 500
         if status in (404, 405):
-            await _drain_body()
+            await drain_body()
         text = {
             404: "not found",
             405: "method not allowed",
@@ -61,8 +61,9 @@ def install(app: Quart) -> None:
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
 
 
-async def _drain_body() -> None:
-    """Read the body of a request refused before its handler ran (no route, wrong method).
+async def drain_body() -> None:
+    """Read the body of a request whose handler has no use for it (no route, wrong
+    method, repository load/unload).
 
     Hypercorn (0.18, h11) answering a keep-alive request whose body it has not finished
     reading can leave the connection stuck: the next request on it never gets an answer
