@@ -50,9 +50,7 @@ DATAPLANE = {
         False,
     ),
 }
-REPOSITORY = {
-    name: spec for name, spec in DATAPLANE.items() if name.startswith("Repository")
-}
+REPOSITORY = {name: spec for name, spec in DATAPLANE.items() if name.startswith("Repository")}
 
 MAX_MESSAGE = 256 * 1024 * 1024
 CHANNEL_OPTIONS = [
@@ -233,3 +231,20 @@ def expect_client_error(
     assert code in CLIENT_ERRORS, f"{what}: {describe(error)}, not a client error status"
     if code != preferred:
         deviation(f"{what}: {code.name}, not {preferred.name}")
+
+
+def expect_model_error(error: grpc.RpcError | None, deviation: Any, what: str) -> None:
+    """A model that raised: a non-OK status with a message; INTERNAL is the status of a
+    server-side fault (UNKNOWN and others are deviations), OK hides the failure."""
+    assert error is not None, f"{what}: ended OK, the failure hidden"
+    assert details_of(error).strip(), f"{what}: {code_of(error).name} with no message"
+    if code_of(error) != grpc.StatusCode.INTERNAL:
+        deviation(f"{what}: {describe(error)}, not INTERNAL")
+
+
+def still_live(client: Client, live: Any) -> None:
+    """``live()`` (REST) and gRPC ServerLive both still answer."""
+    live()
+    reply, error = attempt(client.ServerLive, client.pb.ServerLiveRequest())
+    assert error is None, f"gRPC ServerLive afterwards: {describe(error)}"
+    assert reply.live is True, "gRPC ServerLive false afterwards"

@@ -39,7 +39,7 @@ def assert_echoed(sent: Json, got: Json) -> None:
 
 @pytest.mark.parametrize("datatype", DATATYPES)
 def test_every_datatype_round_trips(http: httpx.Client, datatype: str) -> None:
-    sent = tensor("x", datatype, [3], SAMPLES[datatype])
+    sent = tensor("x", datatype, [len(SAMPLES[datatype])], SAMPLES[datatype])
     if datatype == "BYTES":
         sent["parameters"] = {"content_type": "str"}
     assert_echoed(sent, output(infer(http, request(sent)), "x"))

@@ -9,10 +9,12 @@ import math
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from .grpc_client import CONTENTS, Client, encode_raw, output_values
 from .wire import describe, first_text, flatten, request, sse, tensor, text_input
 
 INT_RANGES = {
@@ -85,5 +87,59 @@ def test_random_texts_reassemble_over_sse(http: httpx.Client, need, target) -> N
         assert response.status_code == 200, describe(response)
         assert len(events) == text.count(" ") + 1
         assert "".join(first_text(e.json()) for e in events) == text
+
+    check()
+
+
+# -- gRPC --
+def grpc_request(client: Client, sent: dict[str, Any], raw: bool) -> Any:
+    request = client.pb.ModelInferRequest(model_name="identity")
+    tensor = request.inputs.add(name="x", datatype=sent["datatype"], shape=sent["shape"])
+    values = flatten(sent["data"])
+    if sent["datatype"] == "BYTES":
+        values = [v.encode() for v in values]
+    field = CONTENTS[sent["datatype"]][0]
+    if raw or field is None:
+        request.raw_input_contents.append(encode_raw(sent["datatype"], values))
+    else:
+        getattr(tensor.contents, field).extend(values)
+    return request
+
+
+@pytest.mark.grpc
+def test_random_tensors_round_trip_over_grpc(grpc_client: Client, need, target) -> None:
+    need("identity")
+
+    @examples(target)
+    @given(tensors(), st.booleans())
+    def check(sent: dict[str, Any], raw: bool) -> None:
+        reply = grpc_client.ModelInfer(grpc_request(grpc_client, sent, raw), timeout=10)
+        (got,) = reply.outputs
+        assert (got.datatype, list(got.shape)) == (sent["datatype"], sent["shape"]), got
+        values = flatten(sent["data"])
+        if sent["datatype"] == "BYTES":
+            values = [v.encode() for v in values]
+        elif sent["datatype"] != "BOOL":
+            values = np.array(values, dtype=CONTENTS[sent["datatype"]][1]).tolist()
+        assert output_values(reply, 0) == values
+
+    check()
+
+
+@pytest.mark.grpc
+@pytest.mark.streaming
+def test_random_texts_reassemble_over_grpc(grpc_client: Client, need, target) -> None:
+    need("word-streamer")
+
+    @examples(target)
+    @given(WORDS)
+    def check(text: str) -> None:
+        request = grpc_client.pb.ModelInferRequest(model_name="word-streamer")
+        tensor = request.inputs.add(name="text", datatype="BYTES", shape=[1])
+        tensor.parameters["content_type"].string_param = "str"
+        tensor.contents.bytes_contents.append(text.encode())
+        replies = list(grpc_client.ModelStreamInfer(iter([request]), timeout=30))
+        assert len(replies) == text.count(" ") + 1
+        assert b"".join(output_values(r, 0)[0] for r in replies).decode() == text
 
     check()
