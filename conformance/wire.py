@@ -232,3 +232,12 @@ def client_error(response: httpx.Response, deviation: Any, what: str, preferred:
     assert error_body(response), f"{what}: no {{'error': ...}} body: {describe(response)}"
     if response.status_code != preferred:
         deviation(f"{what}: {response.status_code}, not {preferred}")
+
+
+def versions_unsupported(response: httpx.Response, deviation: Any) -> bool:
+    """Model versions are optional in the protocol: a server without them may answer a
+    versioned path 501. That is recorded as a deviation, and the check ends there."""
+    if response.status_code == 501:
+        deviation(f"model versions not supported: {describe(response)}")
+        return True
+    return False
