@@ -116,7 +116,8 @@ class ConformanceReport:
         for r in self.results.values():
             if r.outcome != "passed":
                 why = "; ".join(r.messages).replace("|", "\\|").replace("\n", " ")
-                lines.append(f"| `{r.nodeid.split('::', 1)[-1]}` | {r.outcome} | {why[:400]} |")
+                check = r.nodeid.rsplit("/", 1)[-1]
+                lines.append(f"| `{check}` | {r.outcome} | {why[:400]} |")
         return "\n".join(lines) + "\n"
 
 
