@@ -7,16 +7,6 @@ from mlserver.codecs import StringCodec
 from mlserver.types import InferenceRequest, InferenceResponse
 
 
-def scalar(inputs, name, default):
-    """The first element of input `name` (its data may be flat or nested), or `default`."""
-    if name not in inputs:
-        return default
-    value = inputs[name].data.root
-    while isinstance(value, list):
-        value = value[0]
-    return value
-
-
 class FailMidStream(MLModel):
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         raise RuntimeError("fail-mid-stream: this model always fails")
@@ -26,7 +16,7 @@ class FailMidStream(MLModel):
     ) -> AsyncIterator[InferenceResponse]:
         async for payload in payloads:
             inputs = {i.name: i for i in payload.inputs}
-            n = int(scalar(inputs, "n", 2))
+            n = int(inputs["n"].data.root[0]) if "n" in inputs else 2
             for i in range(n):
                 yield InferenceResponse(
                     model_name=self.name,

@@ -8,24 +8,14 @@ from mlserver.codecs import StringCodec
 from mlserver.types import InferenceRequest, InferenceResponse
 
 
-def scalar(inputs, name, default):
-    """The first element of input `name` (its data may be flat or nested), or `default`."""
-    if name not in inputs:
-        return default
-    value = inputs[name].data.root
-    while isinstance(value, list):
-        value = value[0]
-    return value
-
-
 class TokenStreamer(MLModel):
     async def predict_stream(
         self, payloads: AsyncIterator[InferenceRequest]
     ) -> AsyncIterator[InferenceResponse]:
         async for payload in payloads:
             inputs = {i.name: i for i in payload.inputs}
-            n = int(scalar(inputs, "n", 10))
-            delay_s = float(scalar(inputs, "delay_s", 0.0))
+            n = int(inputs["n"].data.root[0]) if "n" in inputs else 10
+            delay_s = float(inputs["delay_s"].data.root[0]) if "delay_s" in inputs else 0.0
             for i in range(n):
                 if delay_s:
                     await asyncio.sleep(delay_s)

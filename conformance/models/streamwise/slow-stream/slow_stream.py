@@ -11,16 +11,6 @@ from streamwise.codecs import StringCodec
 from streamwise.types import InferenceRequest, InferenceResponse, ResponseOutput
 
 
-def scalar(inputs, name, default):
-    """The first element of input `name` (its data may be flat or nested), or `default`."""
-    if name not in inputs:
-        return default
-    value = inputs[name].data.root
-    while isinstance(value, list):
-        value = value[0]
-    return value
-
-
 class SlowStream(MLModel):
     async def load(self) -> bool:
         self.counts = {"started": 0, "ended": 0, "completed": 0, "stopped": 0}
@@ -40,8 +30,8 @@ class SlowStream(MLModel):
     ) -> AsyncIterator[InferenceResponse]:
         payload = [_ async for _ in payloads][0]
         inputs = {i.name: i for i in payload.inputs}
-        n = int(scalar(inputs, "n", 100))
-        delay_s = float(scalar(inputs, "delay_s", 0.1))
+        n = int(inputs["n"].data.root[0]) if "n" in inputs else 100
+        delay_s = float(inputs["delay_s"].data.root[0]) if "delay_s" in inputs else 0.1
         self.counts["started"] += 1
         completed = False
         try:
