@@ -27,15 +27,8 @@ from .report import DEVIATIONS, ConformanceReport
 HERE = pathlib.Path(__file__).parent
 ROOT = HERE.parent
 REFERENCE_MODELS = HERE / "models" / "streamwise"
-MODELS = (
-    "text-model",
-    "token-streamer",
-    "word-streamer",
-    "identity",
-    "fail-mid-stream",
-    "slow-stream",
-    "echo-stream",
-)
+# the reference models: one folder each (the same in every flavour)
+MODELS = tuple(sorted(p.parent.name for p in REFERENCE_MODELS.glob("*/model-settings.json")))
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

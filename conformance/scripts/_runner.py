@@ -39,15 +39,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE = ROOT / "conformance"
-# the reference models, as conformance/conftest.py's MODELS (not imported: it needs pytest)
-REFERENCE_MODELS = (
-    "text-model",
-    "token-streamer",
-    "word-streamer",
-    "identity",
-    "fail-mid-stream",
-    "slow-stream",
-    "echo-stream",
+# the reference models: one folder each, as conformance/conftest.py finds them
+REFERENCE_MODELS = tuple(
+    sorted(p.parent.name for p in (CONFORMANCE / "models" / "streamwise").glob("*/model-settings.json"))
 )
 
 # (argv, extra environment) that start the server, given the venv's bin folder and ports
