@@ -40,9 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE = ROOT / "conformance"
 # the reference models: one folder each, as conformance/conftest.py finds them
-REFERENCE_MODELS = tuple(
-    sorted(p.parent.name for p in (CONFORMANCE / "models" / "streamwise").glob("*/model-settings.json"))
-)
+_SETTINGS = (CONFORMANCE / "models" / "streamwise").glob("*/model-settings.json")
+REFERENCE_MODELS = tuple(sorted(p.parent.name for p in _SETTINGS))
 
 # (argv, extra environment) that start the server, given the venv's bin folder and ports
 Command = Callable[[Path, dict[str, int]], tuple[list[str], dict[str, str]]]
