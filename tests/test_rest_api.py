@@ -120,7 +120,7 @@ ERRORS = [
         "POST",
         "/v2/models/identity/infer",
         {"inputs": [{"name": "a", "shape": [10**12], "datatype": "FP32", "data": [1]}]},
-        400,
+        413,  # over max_tensor_elements: refused before the data is looked at
     ),
     (
         "POST",

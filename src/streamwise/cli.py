@@ -9,11 +9,15 @@ import pathlib
 import signal
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
 from .errors import ConfigError
 from .settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from .server import ServerInfo
 
 DEMO_REPOSITORY = pathlib.Path(__file__).parent / "demo"
 
@@ -41,17 +45,30 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _serve_until_signalled(settings: Settings) -> None:
+    """The first SIGINT/SIGTERM drains (``ServerInfo.shutdown``); a second stops at once."""
     from .server import serve
 
+    log = logging.getLogger("streamwise")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
-            await nursery.start(serve, settings)
+
+            async def run_server(*, task_status: trio.TaskStatus[ServerInfo]) -> None:
+                await serve(settings, task_status=task_status)
+                nursery.cancel_scope.cancel()  # drained: stop listening for signals
+
+            info = await nursery.start(run_server)
             async for signum in signals:
-                logging.getLogger("streamwise").info(
-                    "%s: shutting down", signal.Signals(signum).name
+                name = signal.Signals(signum).name
+                if info.dataplane.shutdown_requested.is_set():
+                    log.warning("%s again: stopping now", name)
+                    nursery.cancel_scope.cancel()
+                    break
+                log.info(
+                    "%s: shutting down (up to %g s for calls in flight; again to stop now)",
+                    name,
+                    settings.graceful_timeout,
                 )
-                nursery.cancel_scope.cancel()
-                break
+                info.shutdown()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

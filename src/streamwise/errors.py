@@ -12,7 +12,11 @@ model is a model failure: 500 / INTERNAL with the model's message.
     │   └── PayloadTooLarge         413  RESOURCE_EXHAUSTED
     ├── NotFound                    404  NOT_FOUND
     │   └── ModelNotFound           404  NOT_FOUND
+    ├── Unauthenticated             401  UNAUTHENTICATED   (auth_token set, no/wrong token)
     ├── ModelNotReady               503  UNAVAILABLE
+    ├── ModelOverloaded             503  RESOURCE_EXHAUSTED (+ Retry-After: max_concurrency)
+    ├── ServerShuttingDown          503  UNAVAILABLE       (draining, or the grace ran out)
+    ├── RequestTimeout              504  DEADLINE_EXCEEDED (request_timeout_s)
     ├── MethodNotImplemented        501  UNIMPLEMENTED
     ├── ModelFailed                 500  INTERNAL          (the model raised)
     └── ModelLoadError              500  INTERNAL          (load() raised or returned False)
@@ -31,6 +35,10 @@ __all__ = [
     "NotFound",
     "ModelNotFound",
     "ModelNotReady",
+    "ModelOverloaded",
+    "ServerShuttingDown",
+    "RequestTimeout",
+    "Unauthenticated",
     "MethodNotImplemented",
     "ModelFailed",
     "ModelLoadError",
@@ -40,6 +48,8 @@ __all__ = [
 class StreamwiseError(Exception):
     http_status: int = 500
     grpc_status: str = "INTERNAL"
+    retry_after: int | None = None
+    """Seconds, sent as REST ``Retry-After`` when set."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -86,6 +96,40 @@ class ModelNotFound(NotFound):
 class ModelNotReady(StreamwiseError):
     http_status = 503
     grpc_status = "UNAVAILABLE"
+
+
+class ModelOverloaded(StreamwiseError):
+    """The model is serving as many requests as it may (``max_concurrency``): retry later,
+    rather than wait in an unbounded queue."""
+
+    http_status = 503
+    grpc_status = "RESOURCE_EXHAUSTED"
+    retry_after = 1
+
+
+class ServerShuttingDown(StreamwiseError):
+    """The server is draining (new requests) or its grace period ran out (requests still
+    running then)."""
+
+    http_status = 503
+    grpc_status = "UNAVAILABLE"
+    retry_after = 1
+
+    def __init__(self, message: str = "server shutting down") -> None:
+        super().__init__(message)
+
+
+class RequestTimeout(StreamwiseError):
+    """The request ran longer than its model's ``request_timeout_s``; the model was
+    cancelled."""
+
+    http_status = 504
+    grpc_status = "DEADLINE_EXCEEDED"
+
+
+class Unauthenticated(StreamwiseError):
+    http_status = 401
+    grpc_status = "UNAUTHENTICATED"
 
 
 class MethodNotImplemented(StreamwiseError):

@@ -289,6 +289,7 @@ class ModelRegistry:
             slot.fire(Event.FAILED, f"unload failed: {type(exc).__name__}: {exc}")
             raise
         slot.fire(Event.UNLOADED)
+        log.info("model %s%s unloaded", slot.name, f" ({slot.version})" if slot.version else "")
 
     async def unload_all(self) -> None:
         async with trio.open_nursery() as nursery:

@@ -2,12 +2,15 @@
 
 ::
 
-    serve(settings)                          cancel it to stop everything
+    serve(settings)                          cancel it to stop at once;
+    │                                        info.shutdown() to drain, then it returns
     └── asyncio loop (trio-asyncio)          for MLServer-style asyncio models, and grpclib
         ├── grpclib Server (on the loop)     gRPC; each handler crosses into trio once
         └── nursery
             ├── hypercorn.trio.serve(app)    REST + SSE; request tasks live under it
-            └── (loading the models, then task_status.started(ServerInfo))
+            ├── watchdog                     logs an event loop blocked too long
+            └── (loading the models, task_status.started(ServerInfo), then waiting
+                 for info.shutdown(): drain, see _drain)
         finally: unload every model (shielded, bounded), after both transports stopped
 
 Embed it in a trio program with ``info = await nursery.start(streamwise.serve, settings)``:
@@ -20,21 +23,29 @@ from __future__ import annotations
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
+from typing import TYPE_CHECKING
 
 import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from . import _bridge
+from . import _bridge, watchdog
+from .errors import ServerShuttingDown
 from .registry import ModelRegistry
 from .runtime.dataplane import DataPlane
 from .settings import Settings, find_model_settings
+
+if TYPE_CHECKING:
+    from .grpc.server import GrpcServer
 
 __all__ = ["serve", "ServerInfo"]
 
 log = logging.getLogger(__name__)
 
 UNLOAD_TIMEOUT_S = 10.0
+END_TIMEOUT_S = 2.0
+"""After the grace period: how long the calls ended then get to tell their clients."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,12 @@ class ServerInfo:
     grpc_port: int | None
     """None when gRPC is switched off (``grpc_enabled``)."""
     dataplane: DataPlane
+
+    def shutdown(self) -> None:
+        """Start a graceful shutdown: stop accepting, let calls in flight finish within
+        ``graceful_timeout``, end the rest with "server shutting down"; ``serve()``
+        returns once done. (Cancelling ``serve()`` instead stops it at once.)"""
+        self.dataplane.shutdown_requested.set()
 
     @property
     def http_url(self) -> str:
@@ -60,7 +77,45 @@ def _hypercorn_config(settings: Settings) -> HypercornConfig:
     config.root_path = settings.root_path
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
+    # our own drain decides when calls end (_drain); this is Hypercorn's hard backstop
+    config.graceful_timeout = settings.graceful_timeout + END_TIMEOUT_S + 1.0
     return config
+
+
+async def _serve_http(
+    app: object,
+    config: HypercornConfig,
+    stop: trio.Event,
+    stopped: trio.Event,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    try:
+        await hypercorn_serve(app, config, shutdown_trigger=stop.wait, task_status=task_status)  # type: ignore[arg-type]
+    finally:
+        stopped.set()
+
+
+async def _drain(
+    dataplane: DataPlane, grpc_server: GrpcServer | None, stop_http: trio.Event
+) -> None:
+    """Graceful shutdown: refuse new work on both transports at once, give the calls in
+    flight ``graceful_timeout`` to finish, then end the rest with "server shutting down"
+    (SSE ``event: error``, gRPC UNAVAILABLE, unary 503)."""
+    grace = dataplane.settings.graceful_timeout
+    log.info("shutting down: %d call(s) in flight, %g s to finish", dataplane.in_flight, grace)
+    dataplane.start_draining()  # new calls: 503 / UNAVAILABLE, also on open connections
+    stop_http.set()  # Hypercorn stops accepting
+    if grpc_server is not None:
+        await grpc_server.stop_accepting()
+    with trio.move_on_after(grace):
+        await dataplane.wait_idle()
+    if dataplane.in_flight:
+        ended = dataplane.end_all(ServerShuttingDown())
+        log.warning("grace period over: ended %d call(s)", ended)
+        with trio.move_on_after(END_TIMEOUT_S):
+            await dataplane.wait_idle()
+    log.info("drained")
 
 
 def _bound_port(binds: list[str]) -> int:
@@ -89,12 +144,19 @@ async def serve(
             # Both transports stop (gRPC server closed, Hypercorn's nursery cancelled)
             # before the models are unloaded in the finally below.
             async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
-                grpc_port = None
+                grpc_server = None
                 if settings.grpc_enabled:
                     from .grpc.server import open_grpc_server  # grpclib only when gRPC is on
 
-                    grpc_port = await stack.enter_async_context(open_grpc_server(dataplane))
-                binds = await nursery.start(hypercorn_serve, app, _hypercorn_config(settings))
+                    grpc_server = await stack.enter_async_context(open_grpc_server(dataplane))
+                grpc_port = grpc_server.port if grpc_server else None
+                stop_http, http_stopped = trio.Event(), trio.Event()
+                config = _hypercorn_config(settings)
+                binds = await nursery.start(
+                    partial(_serve_http, app, config, stop_http, http_stopped)
+                )
+                if settings.event_loop_watchdog_s is not None:
+                    await nursery.start(watchdog.run, settings.event_loop_watchdog_s)
                 info = ServerInfo(settings.host, _bound_port(binds), grpc_port, dataplane)
                 if settings.load_models_at_startup:
                     await registry.load_all()
@@ -107,6 +169,11 @@ async def serve(
                     grpc_port,
                 )
                 task_status.started(info)
+                await dataplane.shutdown_requested.wait()
+                await _drain(dataplane, grpc_server, stop_http)
+                with trio.move_on_after(END_TIMEOUT_S):  # the last writes of ended calls
+                    await http_stopped.wait()
+                nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(UNLOAD_TIMEOUT_S):
                 await registry.unload_all()

@@ -61,6 +61,29 @@ class Settings(_Frozen):
     stream_buffer_size: int = Field(64, ge=1)
     """Responses a model may run ahead of its client before it waits (backpressure)."""
     repository_api_enabled: bool = True
+    """The repository extension (index, load, unload); load only knows models found under
+    ``model_repository_root`` at startup."""
+
+    # -- limits and shutdown (docs/reliability.md) --
+    graceful_timeout: float = Field(30.0, ge=0)
+    """Seconds in-flight requests get to finish after SIGTERM/SIGINT before they are ended
+    with "server shutting down"."""
+    model_max_concurrency: int = Field(1024, ge=1)
+    """Requests and streams a model serves at once (per model, overridable in its
+    model-settings ``max_concurrency``); beyond it: 503 + Retry-After / RESOURCE_EXHAUSTED."""
+    request_timeout_s: float | None = Field(None, gt=0)
+    """Longest a request (or a whole stream) may run before its model is cancelled and the
+    client gets 504 / DEADLINE_EXCEEDED; None: no limit. Per model: model-settings
+    ``request_timeout_s``."""
+    write_timeout_s: float = Field(60.0, gt=0)
+    """A streaming client that reads nothing for this long is dropped, its model cancelled."""
+    max_tensor_elements: int = Field(64 * 1024 * 1024, ge=1)
+    """Elements one input tensor may declare (its shape's product)."""
+    auth_token: pydantic.SecretStr | None = None
+    """When set, every endpoint but health needs ``Authorization: Bearer <token>`` (REST) or
+    ``authorization: Bearer <token>`` metadata (gRPC)."""
+    event_loop_watchdog_s: float | None = Field(1.0, gt=0)
+    """Log (with the stack) when the event loop is blocked this long; None: off."""
 
     # -- MLServer's, accepted so its files load; not (yet) acted upon: see docs/configuration.md
     parallel_workers: int | None = None
@@ -116,6 +139,10 @@ class ModelSettings(_Frozen):
     parameters: ModelParameters | None = None
     max_batch_size: int = 0
     max_batch_time: float = 0.0
+    max_concurrency: int | None = Field(None, ge=1)
+    """This model's limit of requests at once (default: the server's model_max_concurrency)."""
+    request_timeout_s: float | None = Field(None, gt=0)
+    """This model's request timeout (default: the server's request_timeout_s)."""
     warm_workers: bool | None = None
     parallel_workers: int | None = None
     cache_enabled: bool | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import trio
@@ -15,7 +16,7 @@ from .. import _bridge
 from ..runtime.dataplane import DataPlane
 from .service import InferenceService, RepositoryService
 
-__all__ = ["open_grpc_server", "DEFAULT_MAX_MESSAGE_BYTES"]
+__all__ = ["open_grpc_server", "GrpcServer", "DEFAULT_MAX_MESSAGE_BYTES"]
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CLOSE_TIMEOUT_S = 5.0
@@ -61,16 +62,34 @@ async def _stop(server: Server) -> None:
     await server.wait_closed()
 
 
+async def _stop_accepting(server: Server) -> None:
+    listener: Any = server._server  # the asyncio server: closing it stops accepting only
+    if listener is not None:
+        listener.close()
+
+
+@dataclass(frozen=True)
+class GrpcServer:
+    port: int
+    _server: Server
+
+    async def stop_accepting(self) -> None:
+        """No new connections; open ones go on (the data plane refuses their new calls
+        while draining: grpclib sends no GOAWAY)."""
+        await _bridge.to_asyncio(_stop_accepting)(self._server)
+
+
 @asynccontextmanager
-async def open_grpc_server(dataplane: DataPlane) -> AsyncIterator[int]:
-    """Serve gRPC for the duration of the block (inside the bridge's loop); yields the port."""
+async def open_grpc_server(dataplane: DataPlane) -> AsyncIterator[GrpcServer]:
+    """Serve gRPC for the duration of the block (inside the bridge's loop). Leaving the
+    block closes the server, cancelling any call still running."""
     settings = dataplane.settings
     limit = settings.grpc_max_message_length or DEFAULT_MAX_MESSAGE_BYTES
     server, port = await _bridge.to_asyncio(_start)(
         dataplane, settings.host, settings.grpc_port, limit
     )
     try:
-        yield port
+        yield GrpcServer(port, server)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
             await _bridge.to_asyncio(_stop)(server)

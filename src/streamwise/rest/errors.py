@@ -36,7 +36,10 @@ def install(app: Quart) -> None:
     async def _ours(exc: StreamwiseError) -> Response:
         if exc.http_status == 500:
             log.error("%s", exc)
-        return error_response(exc.http_status, str(exc))
+        response = error_response(exc.http_status, str(exc))
+        if exc.retry_after is not None:
+            response.headers["Retry-After"] = str(exc.retry_after)
+        return response
 
     @app.errorhandler(HTTPException)
     async def _http(exc: HTTPException) -> Response:

@@ -8,6 +8,7 @@ path does (id, model name and version, requested outputs).
 
 from __future__ import annotations
 
+import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -16,7 +17,14 @@ from typing import TypeVar
 
 import trio
 
-from ..errors import InvalidRequest
+from ..errors import (
+    InvalidRequest,
+    ModelOverloaded,
+    PayloadTooLarge,
+    RequestTimeout,
+    ServerShuttingDown,
+    StreamwiseError,
+)
 from ..model import MLModel
 from ..protocol.validation import validate_request
 from ..registry import ModelRegistry, ModelSlot, ModelState
@@ -32,7 +40,28 @@ from . import calls, pipeline
 
 T = TypeVar("T")
 
-__all__ = ["DataPlane", "Call"]
+__all__ = ["DataPlane", "Call", "Guard"]
+
+
+@dataclass(eq=False, slots=True)
+class Guard:
+    """The cancel scope around one model call, so that the data plane can end it: at its
+    timeout (the scope's deadline) or when the server's grace period runs out (``end``).
+    ``failure()`` says why it ended, for the client."""
+
+    scope: trio.CancelScope
+    timeout: float | None
+    reason: StreamwiseError | None = None
+
+    def end(self, reason: StreamwiseError) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self.scope.cancel()
+
+    def failure(self) -> StreamwiseError:
+        if self.reason is not None:
+            return self.reason
+        return RequestTimeout(f"request timed out after {self.timeout:g} s (request_timeout_s)")
 
 
 @dataclass(slots=True)
@@ -76,12 +105,59 @@ class DataPlane:
         self.registry = registry
         self.started = trio.Event()
         """Set once the models to load at startup have been loaded (or have failed)."""
+        self.shutdown_requested = trio.Event()
+        """Set to start a graceful shutdown (``serve()`` drains, then returns)."""
+        self.draining = False
+        """New requests are refused (503 / UNAVAILABLE); those in flight go on."""
+        self._guards: set[Guard] = set()
+        self._idle = trio.Event()
+
+    # -- draining --
+    @property
+    def in_flight(self) -> int:
+        """Model calls running now (unary calls and streams)."""
+        return len(self._guards)
+
+    def start_draining(self) -> None:
+        self.draining = True
+        if not self._guards:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Once draining: until no model call is left."""
+        await self._idle.wait()
+
+    def end_all(self, reason: StreamwiseError) -> int:
+        """End every model call still running (the grace period is over); how many."""
+        guards = list(self._guards)
+        for guard in guards:
+            guard.end(reason)
+        return len(guards)
+
+    @contextmanager
+    def _guarded(self, call: Call) -> Iterator[Guard]:
+        if self.draining:
+            raise ServerShuttingDown()
+        timeout = call.slot.settings.request_timeout_s or self.settings.request_timeout_s
+        scope = trio.CancelScope()
+        if timeout is not None:
+            scope.deadline = trio.current_time() + timeout
+        guard = Guard(scope, timeout)
+        self._guards.add(guard)
+        try:
+            yield guard
+        finally:
+            self._guards.discard(guard)
+            if self.draining and not self._guards:
+                self._idle.set()
 
     # -- health and metadata --
     def ready(self) -> bool:
         """Startup is over and at least one model is READY (see docs/architecture.md)."""
-        return self.started.is_set() and any(
-            s.state is ModelState.READY for s in self.registry.slots()
+        return (
+            self.started.is_set()
+            and not self.draining
+            and any(s.state is ModelState.READY for s in self.registry.slots())
         )
 
     def server_metadata(self) -> MetadataServerResponse:
@@ -104,9 +180,25 @@ class DataPlane:
 
     # -- inference --
     def prepare(self, name: str, version: str | None, request: InferenceRequest) -> Call:
+        if self.draining:
+            raise ServerShuttingDown()
         slot = self.registry.find(name, version)
         slot.check_ready()  # 503 before anything else is done
         settings = slot.settings
+        limit = settings.max_concurrency or self.settings.model_max_concurrency
+        if slot.in_flight >= limit:
+            raise ModelOverloaded(
+                f"model {slot.name!r} is serving {limit} requests, its limit "
+                "(max_concurrency): retry later"
+            )
+        most = self.settings.max_tensor_elements
+        for inp in request.inputs:
+            if math.prod(inp.shape) > most and all(d >= 0 for d in inp.shape):
+                raise PayloadTooLarge(
+                    f"input {inp.name!r}: shape {inp.shape} declares "
+                    f"{math.prod(inp.shape)} elements, over the limit of {most} "
+                    "(max_tensor_elements)"
+                )
         validate_request(request, settings.inputs, settings.outputs)
         keep = frozenset(o.name for o in request.outputs) if request.outputs else None
         return Call(slot, request, request.id or str(uuid.uuid4()), keep)
@@ -121,8 +213,10 @@ class DataPlane:
         return request
 
     async def infer(self, call: Call) -> InferenceResponse:
-        with call.model() as model:
-            return call.stamp(await calls.infer(model, call.request))
+        with self._guarded(call) as guard, call.model() as model:
+            with guard.scope:
+                return call.stamp(await calls.infer(model, call.request))
+            raise guard.failure()  # the scope was cancelled: timeout or shutdown
 
     @asynccontextmanager
     async def stream(
@@ -137,10 +231,10 @@ class DataPlane:
         def finish(response: InferenceResponse) -> T:
             return encode(stamp(response))
 
-        with call.model() as model:
+        with self._guarded(call) as guard, call.model() as model:
             reqs = requests if requests is not None else pipeline.single(call.request)
             async with pipeline.open_stream(
-                model, reqs, finish, buffer=self.settings.stream_buffer_size
+                model, reqs, finish, guard, buffer=self.settings.stream_buffer_size
             ) as items:
                 yield items
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import trio
 
@@ -32,6 +32,9 @@ from ..errors import StreamwiseError
 from ..model import MLModel
 from ..types import InferenceRequest, InferenceResponse
 from .calls import as_failure, check_response, iterate
+
+if TYPE_CHECKING:
+    from .dataplane import Guard
 
 __all__ = ["StreamError", "open_stream", "single", "receive_batch"]
 
@@ -51,25 +54,35 @@ class _Pump(Generic[T]):
     requests: AsyncIterator[InferenceRequest]
     finish: Callable[[InferenceResponse], T]
     send: trio.MemorySendChannel[T | StreamError]
+    guard: Guard | None
 
     async def run(self) -> None:
         async with self.send:
+            failure: StreamwiseError | None = None
             try:
-                agen = self.model.predict_stream(self.requests)
-                async with aclosing(iterate(self.model, agen)) as responses:
-                    async for response in responses:
-                        item = self.finish(check_response(self.model, response))
-                        try:  # no checkpoint while there is room: a fast model fills the
-                            self.send.send_nowait(item)  # channel and the transport writes
-                        except trio.WouldBlock:  # everything waiting at once
-                            await self.send.send(item)
+                with self.guard.scope if self.guard else trio.CancelScope():
+                    await self._drive()
+                if self.guard is not None and self.guard.scope.cancelled_caught:
+                    failure = self.guard.failure()  # timed out, or the server's grace ran out
             except trio.BrokenResourceError:
                 return  # the transport has gone; nobody is left to tell
             except Exception as exc:
+                failure = as_failure(exc)
+            if failure is not None:
                 try:
-                    await self.send.send(StreamError(as_failure(exc)))
+                    await self.send.send(StreamError(failure))
                 except trio.BrokenResourceError:
                     return
+
+    async def _drive(self) -> None:
+        agen = self.model.predict_stream(self.requests)
+        async with aclosing(iterate(self.model, agen)) as responses:
+            async for response in responses:
+                item = self.finish(check_response(self.model, response))
+                try:  # no checkpoint while there is room: a fast model fills the
+                    self.send.send_nowait(item)  # channel and the transport writes
+                except trio.WouldBlock:  # everything waiting at once
+                    await self.send.send(item)
 
 
 async def single(request: InferenceRequest) -> AsyncIterator[InferenceRequest]:
@@ -82,6 +95,7 @@ async def open_stream(
     model: MLModel,
     requests: AsyncIterator[InferenceRequest],
     finish: Callable[[InferenceResponse], T],
+    guard: Guard | None = None,
     *,
     buffer: int = 64,
 ) -> AsyncIterator[trio.MemoryReceiveChannel[T | StreamError]]:
@@ -97,7 +111,7 @@ async def open_stream(
     async with receive:
         try:
             async with trio.open_nursery() as nursery:
-                pump = _Pump(model, requests, finish, send)
+                pump = _Pump(model, requests, finish, send, guard)
                 nursery.start_soon(pump.run, name=f"pump:{model.name}")
                 try:
                     yield receive

@@ -1,0 +1,222 @@
+"""Graceful shutdown with real signals, on a server in its own process.
+
+SIGTERM (or SIGINT): both transports stop accepting at once, requests arriving on
+connections already open are refused, calls in flight finish within ``graceful_timeout``,
+the rest are ended with "server shutting down" (SSE ``event: error``, gRPC UNAVAILABLE),
+models are unloaded, the process exits 0. A second signal stops it at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import grpc
+import httpx
+import pytest
+from conftest import free_port
+from grpc_stubs import load_stubs
+
+ROOT = pathlib.Path(__file__).parent.parent
+MODELS = ROOT / "conformance" / "models" / "streamwise"  # token-streamer: n tokens, paced
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[bytes]
+    http: str
+    grpc: str
+    stderr: list[bytes]
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.proc.wait(timeout=timeout)
+
+    def log(self) -> str:
+        return b"".join(self.stderr).decode(errors="replace")
+
+
+@contextmanager
+def server(graceful_timeout: float) -> Iterator[Server]:
+    http_port, grpc_port = free_port(), free_port()
+    argv = [sys.executable, "-m", "src", "serve", str(MODELS)]
+    argv += ["--http-port", str(http_port), "--grpc-port", str(grpc_port)]
+    env = {**os.environ, "STREAMWISE_GRACEFUL_TIMEOUT": str(graceful_timeout)}
+    proc = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    stderr: list[bytes] = []
+    reader = threading.Thread(target=lambda: stderr.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+    reader.start()
+    srv = Server(proc, f"http://127.0.0.1:{http_port}", f"127.0.0.1:{grpc_port}", stderr)
+    try:
+        for _ in range(300):
+            assert proc.poll() is None, f"server exited early:\n{srv.log()}"
+            try:
+                if httpx.get(f"{srv.http}/v2/health/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            threading.Event().wait(0.1)
+        yield srv
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        reader.join(timeout=5)
+        proc.stderr.close()  # type: ignore[union-attr]
+
+
+def tokens(n: int, delay_s: float, **fields: object) -> dict[str, object]:
+    return {
+        "inputs": [
+            {"name": "n", "datatype": "INT64", "shape": [1], "data": [n]},
+            {"name": "delay_s", "datatype": "FP64", "shape": [1], "data": [delay_s]},
+        ],
+        **fields,
+    }
+
+
+def read_events(response: httpx.Response, after: int, then: threading.Event) -> list[str]:
+    """Read SSE blocks to the end of the body; set ``then`` after ``after`` of them."""
+    events, buffer = [], ""
+    for text in response.iter_text():
+        buffer += text
+        while "\n\n" in buffer:
+            block, buffer = buffer.split("\n\n", 1)
+            events.append(block)
+            if len(events) == after:
+                then.set()
+    return events
+
+
+def grpc_tokens(pb: object, n: int, delay_s: float) -> object:
+    request = pb.ModelInferRequest(model_name="token-streamer")  # type: ignore[attr-defined]
+    request.inputs.add(name="n", datatype="INT64", shape=[1]).contents.int64_contents.append(n)
+    t = request.inputs.add(name="delay_s", datatype="FP64", shape=[1])
+    t.contents.fp64_contents.append(delay_s)
+    return request
+
+
+def test_sigterm_lets_streams_in_flight_finish_and_refuses_new_work() -> None:
+    pb, pb_grpc = load_stubs()
+    with server(graceful_timeout=20) as srv:
+        started = threading.Event()
+        result: dict[str, object] = {}
+        keepalive = httpx.Client(base_url=srv.http, timeout=10)
+        assert keepalive.get("/v2/health/live").status_code == 200  # an open connection
+        channel = grpc.insecure_channel(srv.grpc)
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        stub.ServerLive(pb.ServerLiveRequest(), timeout=5)  # an open HTTP/2 connection
+        grpc_stream = stub.ModelStreamInfer(iter([grpc_tokens(pb, 6, 0.3)]), timeout=30)
+
+        def stream() -> None:
+            with httpx.Client(base_url=srv.http, timeout=30) as client:
+                path = "/v2/models/token-streamer/generate_stream"
+                with client.stream("POST", path, json=tokens(6, 0.3)) as response:
+                    result["events"] = read_events(response, 2, started)
+
+        reader = threading.Thread(target=stream)
+        reader.start()
+        assert started.wait(10)
+        srv.signal(signal.SIGTERM)
+        threading.Event().wait(0.3)  # let the signal land
+
+        # a new connection is not accepted
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{srv.http}/v2/health/live", timeout=2)
+        # a request on a connection that was already open is refused, clearly
+        refused = keepalive.post("/v2/models/token-streamer/generate_stream", json=tokens(1, 0))
+        assert refused.status_code == 503, refused.text
+        assert refused.json() == {"error": "server shutting down"}
+        assert refused.headers["retry-after"] == "1"
+        # a new RPC on the HTTP/2 connection that was already open: UNAVAILABLE
+        with pytest.raises(grpc.RpcError) as rpc:
+            list(stub.ModelStreamInfer(iter([grpc_tokens(pb, 1, 0)]), timeout=5))
+        assert rpc.value.code() == grpc.StatusCode.UNAVAILABLE, rpc.value
+        assert "shutting down" in rpc.value.details()
+
+        # the streams in flight finish, whole
+        replies = list(grpc_stream)
+        reader.join(timeout=30)
+        assert [r.outputs[0].name for r in replies] == ["token"] * 6
+        events = result["events"]
+        assert len(events) == 6 and all(e.startswith("data: ") for e in events), events
+        assert srv.wait(timeout=20) == 0, srv.log()
+        keepalive.close()
+        channel.close()
+    log = srv.log()
+    assert "model token-streamer unloaded" in log, log
+    assert "grace period over" not in log, log
+
+
+def test_calls_still_running_when_the_grace_ends_are_told_why() -> None:
+    pb, pb_grpc = load_stubs()
+    with server(graceful_timeout=0.5) as srv:
+        started = threading.Event()
+        result: dict[str, object] = {}
+        channel = grpc.insecure_channel(srv.grpc)
+        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        grpc_stream = stub.ModelStreamInfer(iter([grpc_tokens(pb, 1000, 0.1)]), timeout=30)
+        next(grpc_stream)  # it is running
+
+        def stream() -> None:
+            with httpx.Client(base_url=srv.http, timeout=30) as client:
+                path = "/v2/models/token-streamer/generate_stream"
+                with client.stream("POST", path, json=tokens(1000, 0.1)) as response:
+                    result["events"] = read_events(response, 2, started)
+
+        reader = threading.Thread(target=stream)
+        reader.start()
+        assert started.wait(10)
+        srv.signal(signal.SIGINT)
+
+        with pytest.raises(grpc.RpcError) as rpc:
+            list(grpc_stream)
+        assert rpc.value.code() == grpc.StatusCode.UNAVAILABLE, rpc.value
+        assert rpc.value.details() == "server shutting down"
+        reader.join(timeout=30)
+        events = result["events"]
+        assert 2 <= len(events) < 1000, len(events)
+        last = events[-1]
+        assert last.startswith("event: error\ndata: "), last
+        assert json.loads(last.split("data: ", 1)[1]) == {"error": "server shutting down"}
+        assert srv.wait(timeout=20) == 0, srv.log()
+        channel.close()
+    assert "grace period over: ended 2 call(s)" in srv.log(), srv.log()
+
+
+def test_a_second_signal_stops_at_once() -> None:
+    with server(graceful_timeout=60) as srv:
+        started = threading.Event()
+
+        def stream() -> None:
+            with httpx.Client(base_url=srv.http, timeout=30) as client:
+                path = "/v2/models/token-streamer/generate_stream"
+                try:
+                    with client.stream("POST", path, json=tokens(1000, 0.1)) as response:
+                        read_events(response, 1, started)
+                except httpx.HTTPError:
+                    pass  # cut: that is what stopping at once means
+
+        reader = threading.Thread(target=stream)
+        reader.start()
+        assert started.wait(10)
+        srv.signal(signal.SIGTERM)
+        threading.Event().wait(0.5)
+        assert srv.proc.poll() is None, "the first signal must drain, not stop"
+        srv.signal(signal.SIGTERM)
+        # well before the 60 s grace: it did not wait for the stream
+        assert srv.wait(timeout=15) == 0, srv.log()
+        reader.join(timeout=10)
+    assert "again: stopping now" in srv.log()
