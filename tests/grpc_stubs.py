@@ -26,7 +26,17 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from types import ModuleType
+from typing import Any, TypeVar
+
+import grpc
+import pytest
+import trio
+
+from streamwise import ServerInfo
+
+T = TypeVar("T")
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
@@ -84,3 +94,22 @@ def load_stubs() -> tuple[ModuleType, ModuleType]:
         importlib.import_module(f"{PACKAGE}.dataplane_pb2"),
         importlib.import_module(f"{PACKAGE}.dataplane_pb2_grpc"),
     )
+
+
+async def in_thread(info: ServerInfo, fn: Callable[[Any], T], **channel_options: Any) -> T:
+    """Run ``fn(stub)`` with a blocking grpcio stub in a worker thread."""
+    _, pb2_grpc = load_stubs()
+
+    def run() -> T:
+        options = list(channel_options.items())
+        with grpc.insecure_channel(f"127.0.0.1:{info.grpc_port}", options=options) as channel:
+            return fn(pb2_grpc.GRPCInferenceServiceStub(channel))
+
+    return await trio.to_thread.run_sync(run)
+
+
+def code_of(fn: Callable[[], Any]) -> tuple[grpc.StatusCode, str]:
+    """The status code and details of the RpcError ``fn()`` raises."""
+    with pytest.raises(grpc.RpcError) as info:
+        fn()
+    return info.value.code(), info.value.details()

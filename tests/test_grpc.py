@@ -7,7 +7,7 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -15,7 +15,7 @@ import probe
 import pytest
 import trio
 from conftest import StartServer, served_in_subprocess
-from grpc_stubs import load_stubs
+from grpc_stubs import code_of, in_thread, load_stubs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -41,23 +41,6 @@ def prompt(text: str = "x", **extra: Any) -> InferenceRequest:
     return InferenceRequest.model_validate(
         {"inputs": [{"name": "p", "shape": [1], "datatype": "BYTES", "data": [text]}], **extra}
     )
-
-
-async def in_thread(info: ServerInfo, fn: Callable[[Any], T], **channel_options: Any) -> T:
-    """Run ``fn(stub)`` with a blocking grpcio stub in a worker thread."""
-
-    def run() -> T:
-        options = list(channel_options.items())
-        with grpc.insecure_channel(f"127.0.0.1:{info.grpc_port}", options=options) as channel:
-            return fn(pb2_grpc.GRPCInferenceServiceStub(channel))
-
-    return await trio.to_thread.run_sync(run)
-
-
-def code_of(fn: Callable[[], Any]) -> tuple[grpc.StatusCode, str]:
-    with pytest.raises(grpc.RpcError) as info:
-        fn()
-    return info.value.code(), info.value.details()
 
 
 async def test_health_metadata_and_repository(demo: ServerInfo) -> None:

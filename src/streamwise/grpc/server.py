@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import pydantic
 import trio
 from grpclib import GRPCError, Status
+from grpclib.const import Handler
 from grpclib.encoding.proto import ProtoCodec
 from grpclib.server import Server
 
 from .. import _bridge
+from ..protocol import auth
 from ..runtime.dataplane import DataPlane
 from .service import InferenceService, RepositoryService
 
@@ -46,11 +49,39 @@ class LimitedCodec(ProtoCodec):
         return data
 
 
+class _Authenticated:
+    """A service whose handlers (but health's) first check the bearer token."""
+
+    def __init__(self, service: Any, token: pydantic.SecretStr) -> None:
+        self._service = service
+        self._token = token
+
+    def __mapping__(self) -> dict[str, Handler]:
+        mapping: dict[str, Handler] = self._service.__mapping__()
+        return {
+            path: handler
+            if path.rsplit("/", 1)[-1] in auth.OPEN_GRPC_METHODS
+            else handler._replace(func=self._checked(handler.func))
+            for path, handler in mapping.items()
+        }
+
+    def _checked(self, func: Callable[[Any], Awaitable[None]]) -> Callable[[Any], Awaitable[None]]:
+        async def handler(stream: Any) -> None:
+            metadata = stream.metadata or {}
+            if not auth.bearer_ok(metadata.get("authorization"), self._token):
+                raise GRPCError(Status.UNAUTHENTICATED, auth.MESSAGE)
+            await func(stream)
+
+        return handler
+
+
 async def _start(dataplane: DataPlane, host: str, port: int, limit: int) -> tuple[Server, int]:
     """asyncio side: build and start the server; the port it is bound to."""
-    server = Server(
-        [InferenceService(dataplane), RepositoryService(dataplane)], codec=LimitedCodec(limit)
-    )
+    services: list[Any] = [InferenceService(dataplane), RepositoryService(dataplane)]
+    token = dataplane.settings.auth_token
+    if token is not None:
+        services = [_Authenticated(service, token) for service in services]
+    server = Server(services, codec=LimitedCodec(limit))
     await server.start(host, port)
     asyncio_server: Any = server._server  # grpclib keeps the asyncio server; ask it the port
     sockets = asyncio_server.sockets if asyncio_server else ()

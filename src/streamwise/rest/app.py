@@ -11,7 +11,8 @@ import pydantic
 from quart import Response, request
 from quart_trio import QuartTrio
 
-from ..errors import InvalidRequest
+from ..errors import InvalidRequest, Unauthenticated
+from ..protocol import auth
 from ..runtime.dataplane import DataPlane
 from ..types import InferenceRequest, RepositoryIndexRequest
 from . import errors
@@ -40,6 +41,18 @@ def create_app(dataplane: DataPlane) -> QuartTrio:
     app = QuartTrio("streamwise")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_body_bytes
     errors.install(app)
+
+    if settings.auth_token is not None:
+        token = settings.auth_token
+
+        @app.before_request
+        async def _authenticate() -> None:
+            path = request.path.removeprefix(settings.root_path)
+            if path in auth.OPEN_REST_PATHS:
+                return
+            if not auth.bearer_ok(request.headers.get("Authorization"), token):
+                await errors.drain_body()
+                raise Unauthenticated(auth.MESSAGE)
 
     def route(rule: str, methods: list[str]) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
         """Register ``/v2/models/<name>{rule}`` with and without ``/versions/<version>``."""

@@ -39,6 +39,8 @@ def install(app: Quart) -> None:
         response = error_response(exc.http_status, str(exc))
         if exc.retry_after is not None:
             response.headers["Retry-After"] = str(exc.retry_after)
+        if exc.http_status == 401:
+            response.headers["WWW-Authenticate"] = "Bearer"
         return response
 
     @app.errorhandler(HTTPException)
