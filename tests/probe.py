@@ -9,6 +9,8 @@ import time
 
 finally_at: dict[str, float] = {}
 cancelled: dict[str, bool] = {}
+progress: dict[str, int] = {}
+"""Responses a model has yielded so far, per request id (models that count them)."""
 
 
 def record_finally(request_id: str | None, was_cancelled: bool) -> None:

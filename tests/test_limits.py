@@ -3,7 +3,9 @@ each answered with a clear error, on both transports, and the server keeps servi
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 import uuid
 from functools import partial
 from typing import Any
@@ -280,3 +282,56 @@ async def test_repository_api_can_be_switched_off(
         f"{info.http_url}/v2/models/echo-stream/generate_stream", json={"inputs": [ints("x", 1)]}
     )
     assert r.status_code == 200
+
+
+# -- slow readers --
+async def test_a_client_that_stops_reading_is_dropped_and_its_model_cancelled(
+    start_server: StartServer,
+) -> None:
+    info = await start_server(TEST_MODELS, write_timeout_s=0.5)
+    request_id = str(uuid.uuid4())
+    body = json.dumps({"id": request_id, "inputs": []}).encode()
+    head = (
+        "POST /v2/models/firehose/generate_stream HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    stream = await trio.open_tcp_stream("127.0.0.1", info.http_port)
+    async with stream:
+        await stream.send_all(head.encode() + body)
+        assert (await stream.receive_some(65536)).startswith(b"HTTP/1.1 200")
+        # ...and now read nothing: backpressure stops the model, then the write timeout
+        with trio.fail_after(10):
+            while request_id not in probe.finally_at:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        assert probe.cancelled[request_id] is True
+        # what the model got ahead of its client is bounded: the channel (64) and the
+        # socket buffers, not the 10 s it would have run at full speed
+        assert probe.progress[request_id] < 64 + 400, probe.progress[request_id]
+        with trio.fail_after(10):  # the connection is closed once its buffers drain
+            while await stream.receive_some(1 << 20):
+                pass
+    async with httpx.AsyncClient() as client:  # and the server serves on
+        assert (await client.get(f"{info.http_url}/v2/health/live")).status_code == 200
+
+
+async def test_a_grpc_client_that_stops_reading_is_dropped_and_its_model_cancelled(
+    start_server: StartServer,
+) -> None:
+    info = await start_server(TEST_MODELS, write_timeout_s=0.5)
+    request_id = str(uuid.uuid4())
+
+    def run(stub: Any) -> Any:
+        request = pb2.ModelInferRequest(model_name="firehose", id=request_id)
+        replies = stub.ModelStreamInfer(iter([request]), timeout=30)
+        next(replies)  # ...and now read nothing, until the model has been stopped
+        for _ in range(200):
+            if request_id in probe.finally_at:
+                break
+            threading.Event().wait(0.05)
+        return code_of(lambda: list(replies))
+
+    code, details = await in_thread(info, run, **{"grpc.max_receive_message_length": 1 << 24})
+    assert probe.cancelled.get(request_id) is True
+    assert probe.progress[request_id] < 64 + 400, probe.progress[request_id]
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details
+    assert details == "client read nothing for 0.5 s (write_timeout_s)"

@@ -17,6 +17,7 @@ model is a model failure: 500 / INTERNAL with the model's message.
     ├── ModelOverloaded             503  RESOURCE_EXHAUSTED (+ Retry-After: max_concurrency)
     ├── ServerShuttingDown          503  UNAVAILABLE       (draining, or the grace ran out)
     ├── RequestTimeout              504  DEADLINE_EXCEEDED (request_timeout_s)
+    ├── ClientTooSlow               ---  RESOURCE_EXHAUSTED (write_timeout_s; REST: closed)
     ├── MethodNotImplemented        501  UNIMPLEMENTED
     ├── ModelFailed                 500  INTERNAL          (the model raised)
     └── ModelLoadError              500  INTERNAL          (load() raised or returned False)
@@ -38,6 +39,7 @@ __all__ = [
     "ModelOverloaded",
     "ServerShuttingDown",
     "RequestTimeout",
+    "ClientTooSlow",
     "Unauthenticated",
     "MethodNotImplemented",
     "ModelFailed",
@@ -117,6 +119,14 @@ class ServerShuttingDown(StreamwiseError):
 
     def __init__(self, message: str = "server shutting down") -> None:
         super().__init__(message)
+
+
+class ClientTooSlow(StreamwiseError):
+    """A streaming client read nothing for ``write_timeout_s``: it is dropped, its model
+    cancelled. (REST closes the connection; gRPC ends the call with this status.)"""
+
+    http_status = 503
+    grpc_status = "RESOURCE_EXHAUSTED"
 
 
 class RequestTimeout(StreamwiseError):

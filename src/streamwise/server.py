@@ -128,11 +128,11 @@ async def serve(
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``settings.model_repository_root`` until cancelled."""
-    from .rest import create_app
+    from .rest import WriteTimeout, create_app
 
     registry = ModelRegistry(find_model_settings(settings.model_repository_root))
     dataplane = DataPlane(settings, registry)
-    app = create_app(dataplane)
+    app = WriteTimeout(create_app(dataplane), settings.write_timeout_s)
     for name in ("parallel_workers", "gzip_enabled", "metrics_endpoint"):
         if getattr(settings, name):
             log.warning(

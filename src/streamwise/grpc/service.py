@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import trio
 from grpclib import GRPCError, Status
 from grpclib.const import Cardinality, Handler
 from grpclib.server import Stream
@@ -24,7 +25,7 @@ from grpclib.server import Stream
 from .. import _bridge
 from .._proto import inference as pb
 from .._proto.inference import model_repository as repo_pb
-from ..errors import InvalidRequest, StreamwiseError
+from ..errors import ClientTooSlow, InvalidRequest, StreamwiseError
 from ..registry import ModelState
 from ..runtime import StreamError, receive_batch
 from ..runtime.dataplane import Call, DataPlane
@@ -187,13 +188,19 @@ class InferenceService:
             return response_to_proto(response, raw)
 
         send_all = _bridge.to_asyncio(_send_all)
+        write_timeout = self.dataplane.settings.write_timeout_s
         async with self.dataplane.stream(call, encode, requests) as items:
             while batch := await receive_batch(items):
                 last = batch[-1]
                 if isinstance(last, StreamError):
                     batch.pop()
                 if batch:
-                    await send_all(stream, batch)
+                    with trio.move_on_after(write_timeout) as sending:
+                        await send_all(stream, batch)  # blocks when the client reads nothing
+                    if sending.cancelled_caught:
+                        raise ClientTooSlow(
+                            f"client read nothing for {write_timeout:g} s (write_timeout_s)"
+                        )
                 if isinstance(last, StreamError):
                     raise last.error  # after the messages before it: never a clean end
 

@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pydantic
+import trio
 from quart import Response, request
 from quart_trio import QuartTrio
 
@@ -18,7 +21,9 @@ from ..types import InferenceRequest, RepositoryIndexRequest
 from . import errors
 from .sse import SSEBody
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "WriteTimeout"]
+
+log = logging.getLogger(__name__)
 
 JSON = "application/json"
 EMPTY_OK = b""
@@ -134,3 +139,41 @@ def create_app(dataplane: DataPlane) -> QuartTrio:
         return Response(EMPTY_OK, status=200, mimetype="text/plain")
 
     return app
+
+
+class WriteTimeout:
+    """ASGI middleware: a client that reads nothing for ``seconds`` is dropped.
+
+    Each ``send`` to Hypercorn (a chunk of a stream) must complete within ``seconds``; it
+    blocks only when the client stops reading and the socket's buffers are full. When it
+    does not, the whole request (with the stream's pipeline, so its model) is cancelled and
+    Hypercorn closes the connection, as for a response it could not finish. Waiting for the
+    model is not writing: only ``send`` is timed.
+    """
+
+    def __init__(self, app: Any, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        guard = trio.CancelScope()
+
+        async def timed_send(message: Any) -> None:
+            guard.deadline = trio.current_time() + self.seconds
+            try:
+                await send(message)
+            finally:
+                guard.deadline = math.inf
+
+        with guard:
+            await self.app(scope, receive, timed_send)
+        if guard.cancelled_caught:
+            log.warning(
+                "%s %s: client read nothing for %g s (write_timeout_s): dropped",
+                scope.get("method"),
+                scope.get("path"),
+                self.seconds,
+            )
