@@ -15,6 +15,7 @@ policy, which must not happen to a program that merely imports streamwise.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -24,13 +25,43 @@ T = TypeVar("T")
 __all__ = ["open_loop", "run", "anext", "aclose", "to_trio", "to_asyncio"]
 
 
+PURGE_AT = 256
+"""Cancelled timers the loop may hold before it drops them (see ``_purge_cancelled_timers``)."""
+
+
 @asynccontextmanager
 async def open_loop() -> AsyncIterator[None]:
     """Run an asyncio loop inside the current trio run for the duration of the block."""
     import trio_asyncio
 
-    async with trio_asyncio.open_loop():
+    async with trio_asyncio.open_loop() as loop:
+        _purge_cancelled_timers(loop)
         yield
+
+
+def _purge_cancelled_timers(loop: Any) -> None:
+    """Make the loop drop cancelled timers, as asyncio's own loop does.
+
+    trio-asyncio (0.15) keeps a cancelled timer in its heap until the time it was due: an
+    asyncio model cancelled inside ``asyncio.sleep(3600)`` would hold its timer and context
+    for the hour, and every closed gRPC connection leaves grpclib's 2-hour keepalive timer
+    behind. Once cancellations outnumber ``PURGE_AT`` and half the heap, the heap is rebuilt
+    without them. (The loop reads ``_timers`` afresh on each step; this runs synchronously
+    in ``TimerHandle.cancel``, so no step is in the middle of using it.)
+    """
+    if not isinstance(getattr(loop, "_timers", None), list):
+        return  # another trio-asyncio layout: leave it alone
+    cancelled = 0
+
+    def timer_handle_cancelled(handle: Any) -> None:
+        nonlocal cancelled
+        cancelled += 1
+        if cancelled >= PURGE_AT and cancelled * 2 >= len(loop._timers):
+            loop._timers = [t for t in loop._timers if not t.cancelled()]
+            heapq.heapify(loop._timers)
+            cancelled = 0
+
+    loop._timer_handle_cancelled = timer_handle_cancelled
 
 
 def _runner() -> Callable[[Awaitable[Any]], Awaitable[Any]]:
