@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from streamwise._proto import inference as pb
 from streamwise.errors import InvalidRequest
 from streamwise.grpc.convert import (
+    parse_message,
     request_from_proto,
     request_to_proto,
     response_from_proto,
@@ -147,3 +149,103 @@ def bad(**fields: object) -> pb.ModelInferRequest:
 def test_malformed_requests_are_invalid(msg: pb.ModelInferRequest, match: str) -> None:
     with pytest.raises(InvalidRequest, match=match):
         request_from_proto(msg)
+
+
+# -- untrusted bytes (found by tests/test_fuzz.py) ------------------------------------------
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, wire: int, payload: bytes | int) -> bytes:
+    key = _varint(number << 3 | wire)
+    if wire == 0:
+        assert isinstance(payload, int)
+        return key + _varint(payload)
+    assert isinstance(payload, bytes)
+    return key + (_varint(len(payload)) + payload if wire == 2 else payload)
+
+
+def test_a_parameter_map_entry_without_its_value_is_an_unset_parameter() -> None:
+    # parameters {key: "p"} with no value: was AttributeError in which_one_of -> UNKNOWN
+    msg = parse_message(_field(4, 2, _field(1, 2, b"p")), pb.ModelInferRequest)
+    request, _ = request_from_proto(msg)
+    assert request.inputs == [] and request.parameters is not None
+    assert request.parameters.model_extra == {"p": None}
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (_field(1, 0, 1), r"ModelInferRequest.model_name is int, the proto declares string"),
+        (_field(5, 0, 5), r"ModelInferRequest.inputs\[0\] is int"),
+        (_field(7, 0, 5), r"raw_input_contents\[0\] is int"),
+        (_field(5, 2, _field(1, 0, 7)), r"inputs\[0\].name is int"),
+        (_field(5, 2, _field(5, 0, 1)), r"inputs\[0\].contents is int"),
+        (_field(5, 2, _field(5, 2, _field(8, 0, 1))), r"contents.bytes_contents\[0\] is int"),
+        (_field(4, 2, _field(1, 2, b"k") + _field(2, 2, _field(3, 0, 1))), r"string_param is int"),
+        (
+            _field(4, 2, _field(1, 2, b"k") + _field(2, 2, _field(1, 2, b"\1\1"))),
+            "bool_param is list",
+        ),
+        (_field(4, 2, _field(1, 0, 1) + _field(2, 2, b"")), r"parameters key is int"),
+        (_field(1, 5, b"\0\0\0\0"), "KeyError"),  # a fixed32 string
+        (_field(2, 2, b"\xff\xfe"), "UnicodeDecodeError"),
+        (b"\x0a", "EOFError"),  # a length that never comes
+        (b"\x0b", "model_name is NoneType"),  # a group: not proto3
+    ],
+)
+def test_wire_types_that_do_not_match_the_field_are_invalid(data: bytes, match: str) -> None:
+    with pytest.raises(InvalidRequest, match=match):
+        request_from_proto(parse_message(data, pb.ModelInferRequest))
+
+
+_WIRE = st.recursive(
+    st.binary(max_size=12),
+    lambda inner: st.lists(
+        st.one_of(
+            st.builds(_field, st.integers(1, 9), st.just(0), st.integers(0, 2**64 - 1)),
+            st.builds(_field, st.integers(1, 9), st.just(1), st.binary(min_size=8, max_size=8)),
+            st.builds(_field, st.integers(1, 9), st.just(5), st.binary(min_size=4, max_size=4)),
+            st.builds(_field, st.integers(1, 9), st.just(2), inner),
+        ),
+        max_size=5,
+    ).map(b"".join),
+    max_leaves=15,
+)
+
+
+@given(_WIRE | st.binary(max_size=64))
+def test_any_bytes_parse_to_a_request_or_are_invalid(data: bytes) -> None:
+    try:
+        request_from_proto(parse_message(data, pb.ModelInferRequest))
+    except InvalidRequest:
+        pass
+
+
+@given(requests(), st.booleans())
+def test_parse_message_accepts_what_request_to_proto_writes(
+    request: InferenceRequest, raw: bool
+) -> None:
+    wire = bytes(request_to_proto(request, "identity", raw=raw))
+    assert parse_message(wire, pb.ModelInferRequest) == pb.ModelInferRequest.parse(wire)
+
+
+def test_hostile_shapes_and_names_give_short_messages_quickly() -> None:
+    long = "é" * 100_000
+    cases = [
+        (bad(name=long, raw=[b"\0" * 7]), "needs 8 bytes"),
+        (bad(shape=[2**62] * 50_000, raw=[b"\0" * 4]), "needs more than"),  # was 7 s
+        (bad(datatype=long), "unknown datatype"),
+        (bad(name=long, datatype="BYTES", shape=[1], raw=[b"\5\0\0\0ab"]), "runs past"),
+    ]
+    for msg, match in cases:
+        started = time.perf_counter()
+        with pytest.raises(InvalidRequest, match=match) as info:
+            request_from_proto(msg)
+        assert time.perf_counter() - started < 1.0
+        assert len(str(info.value)) < 300

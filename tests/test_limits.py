@@ -335,3 +335,29 @@ async def test_a_grpc_client_that_stops_reading_is_dropped_and_its_model_cancell
     assert probe.progress[request_id] < 64 + 400, probe.progress[request_id]
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED, details
     assert details == "client read nothing for 0.5 s (write_timeout_s)"
+
+
+# -- hostile clients --
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+        b"POST /v2/models/echo-stream/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 300000000\r\n\r\n",
+    ],
+    ids=["answered-without-reading", "over-the-limit"],
+)
+async def test_clients_closing_mid_body_never_stop_the_server(
+    models: ServerInfo, head: bytes
+) -> None:
+    """Found by fuzzing: Hypercorn's error response raced the app's on such a connection,
+    and the error escaping its connection task ended serve() (rest/_hypercorn_guard.py)."""
+    for _ in range(100):
+        stream = await trio.open_tcp_stream("127.0.0.1", models.http_port)
+        async with stream:
+            await stream.send_all(head + b"0123456789")
+            await stream.send_eof()
+            with trio.move_on_after(5):
+                while await stream.receive_some():
+                    pass
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert (await client.get(f"{models.http_url}/v2/health/live")).status_code == 200

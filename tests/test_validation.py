@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streamwise.errors import InvalidRequest
-from streamwise.protocol.validation import INT_RANGES, validate_request
+from streamwise.errors import InvalidRequest, PayloadTooLarge
+from streamwise.protocol.validation import (
+    INT_RANGES,
+    MAX_ELEMENTS,
+    element_count,
+    show,
+    validate_request,
+)
 from streamwise.types import InferenceRequest, MetadataTensor
 
 DATATYPES = ["BOOL", *INT_RANGES, "FP16", "FP32", "FP64", "BYTES"]
@@ -126,3 +133,91 @@ def test_against_declared_metadata() -> None:
     )
     with pytest.raises(InvalidRequest, match="unknown output 'nope'"):
         validate_request(bad_output, META, OUTPUTS)
+
+
+# -- hostile shapes and names (found by tests/test_fuzz.py) ---------------------------------
+def test_a_product_beyond_python_int_str_limit_is_a_client_error() -> None:
+    # prod of 300 x 10**18 has 5,400 digits: formatting it raised ValueError (a 500)
+    tensor = {"name": "x", "shape": [10**18] * 300, "datatype": "FP32", "data": []}
+    with pytest.raises(InvalidRequest, match=f"needs more than {MAX_ELEMENTS} elements"):
+        validate_request(request(tensor))
+
+
+def test_many_huge_dimensions_cost_no_more_than_reading_them() -> None:
+    # math.prod of 50,000 x 2**62 took 7 s of the event loop; 200,000 dims would take minutes
+    tensor = {"name": "x", "shape": [2**62] * 200_000, "datatype": "FP32", "data": [1]}
+    started = time.perf_counter()
+    with pytest.raises(InvalidRequest, match="needs more than"):
+        validate_request(request(tensor))
+    assert time.perf_counter() - started < 1.0
+    zero = {"name": "x", "shape": [2**62] * 200_000 + [0], "datatype": "FP32", "data": []}
+    validate_request(request(zero))  # a 0 anywhere: no elements, whatever comes before
+
+
+def test_dimensions_beyond_int64_are_refused() -> None:
+    for shape in ([2**63], [2**64 + 1, 0], [0, 10**30]):
+        with pytest.raises(InvalidRequest, match="a dimension over"):
+            validate_request(request({"name": "x", "shape": shape, "datatype": "FP32", "data": []}))
+    validate_request(
+        request({"name": "x", "shape": [MAX_ELEMENTS, 0], "datatype": "FP32", "data": []})
+    )
+
+
+@given(st.lists(st.integers(-(2**70), 2**70), max_size=6))
+def test_element_count_is_the_product_within_int64(shape: list[int]) -> None:
+    product = math.prod(shape)
+    count = element_count(shape)
+    if abs(product) <= MAX_ELEMENTS:
+        assert count == product
+    else:
+        assert count == MAX_ELEMENTS + 1
+
+
+def test_messages_quote_client_names_and_shapes_cut_short() -> None:
+    # a 200,000-character name went whole into the gRPC status message: seconds of HPACK
+    # encoding on the event loop, and over grpcio's metadata limit
+    long = "é" * 200_000
+    cases = [
+        {"name": long, "shape": [2], "datatype": "FP32", "data": [1]},
+        {"name": long, "shape": [1], "datatype": "INT8", "data": [long]},
+        {"name": "x", "shape": [1] * 100_000 + [2], "datatype": "FP32", "data": [1]},
+        {"name": "x", "shape": [-1] * 100_000, "datatype": "FP32", "data": []},
+    ]
+    for tensor in cases:
+        with pytest.raises(InvalidRequest) as info:
+            validate_request(request(tensor))
+        assert len(str(info.value)) < 300
+    t = {"name": long, "shape": [1], "datatype": "FP32", "data": [1]}
+    with pytest.raises(InvalidRequest, match="duplicate input name 'éé") as info:
+        validate_request(request(t, t))
+    assert len(str(info.value)) < 300
+    with pytest.raises(InvalidRequest, match="unexpected input") as info:
+        validate_request(request(PROMPT, t), META)
+    assert len(str(info.value)) < 300
+
+
+def test_max_elements_is_payload_too_large_before_the_data_is_counted() -> None:
+    # runtime/dataplane.py's own check formatted math.prod(shape): the same ValueError (a
+    # 500 / UNKNOWN) and the same quadratic product as above; this one is bounded
+    for shape in ([10**6, 10**6], [10**18] * 300, [2**62] * 100_000):
+        tensor = {"name": "é" * 100_000, "shape": shape, "datatype": "FP32", "data": [1]}
+        started = time.perf_counter()
+        with pytest.raises(
+            PayloadTooLarge, match="over the limit of 1000 .max_tensor_elements"
+        ) as info:
+            validate_request(request(tensor), max_elements=1000)
+        assert time.perf_counter() - started < 1.0 and len(str(info.value)) < 300
+    with pytest.raises(InvalidRequest, match="negative"):  # a 400, not a 413
+        validate_request(
+            request({"name": "x", "shape": [-1, -(10**9)], "datatype": "FP32", "data": []}),
+            max_elements=10,
+        )
+    validate_request(
+        request({"name": "x", "shape": [10], "datatype": "FP32", "data": [1] * 10}), max_elements=10
+    )
+
+
+def test_show_cuts_and_survives_what_repr_cannot_write() -> None:
+    assert show("x" * 100, 10) == "'xxxxxx..."
+    assert show([10**5000]) == "<list too large to show>"
+    assert show(10**5000) == "<int too large to show>"

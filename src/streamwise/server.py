@@ -128,7 +128,9 @@ async def serve(
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``settings.model_repository_root`` until cancelled."""
-    from .rest import WriteTimeout, create_app
+    from .rest import WriteTimeout, _hypercorn_guard, create_app
+
+    _hypercorn_guard.install()
 
     registry = ModelRegistry(find_model_settings(settings.model_repository_root))
     dataplane = DataPlane(settings, registry)

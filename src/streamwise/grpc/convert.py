@@ -6,14 +6,20 @@ BYTES elements each prefixed by a 4-byte little-endian length. A request uses on
 other, never both. A response uses raw contents when its request did, and when an output
 is FP16 (which has no typed field); otherwise typed contents, BYTES as ``bytes_contents``
 whether the model gave str or bytes.
+
+Messages from the wire are untrusted. betterproto2 parses without checking wire types: a
+string field sent as a varint comes out an ``int``, a message field as ``bytes``, and
+malformed bytes raise whatever its parsing hits (``EOFError``, ``UnicodeDecodeError``,
+``KeyError``...). :func:`parse_message` turns all of that into :class:`InvalidRequest`, and
+:func:`check_types` (which :func:`request_from_proto` runs too) refuses a message whose
+fields do not hold their declared types.
 """
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import betterproto2
 import numpy as np
@@ -23,10 +29,13 @@ from .._proto import inference as pb
 from ..codecs.lists import flatten
 from ..codecs.numpy import to_dtype
 from ..errors import InvalidRequest
+from ..protocol.validation import MAX_ELEMENTS, element_count, show
 from ..types import InferenceRequest, InferenceResponse, Parameters
 
 __all__ = [
     "CONTENTS_FIELD",
+    "check_types",
+    "parse_message",
     "parameters_from_proto",
     "parameters_to_proto",
     "request_from_proto",
@@ -50,16 +59,123 @@ CONTENTS_FIELD: dict[str, str] = {
     "BYTES": "bytes_contents",
 }
 _LENGTH = struct.Struct("<I")
+M = TypeVar("M", bound=betterproto2.Message)
+
+
+# -- untrusted messages -----------------------------------------------------------------
+_INTS = frozenset(
+    {
+        betterproto2.TYPE_INT32,
+        betterproto2.TYPE_INT64,
+        betterproto2.TYPE_UINT32,
+        betterproto2.TYPE_UINT64,
+        betterproto2.TYPE_SINT32,
+        betterproto2.TYPE_SINT64,
+        betterproto2.TYPE_FIXED32,
+        betterproto2.TYPE_FIXED64,
+        betterproto2.TYPE_SFIXED32,
+        betterproto2.TYPE_SFIXED64,
+        betterproto2.TYPE_ENUM,
+    }
+)
+_NUMBERS = frozenset({float, int})  # an int in a float field is still a number (and legal
+# in messages built in Python, which betterproto2 writes as floats)
+_SCALARS: dict[str, frozenset[type]] = {t: frozenset({int}) for t in _INTS} | {
+    betterproto2.TYPE_BOOL: frozenset({bool}),
+    betterproto2.TYPE_FLOAT: _NUMBERS,
+    betterproto2.TYPE_DOUBLE: _NUMBERS,
+    betterproto2.TYPE_STRING: frozenset({str}),
+    betterproto2.TYPE_BYTES: frozenset({bytes}),
+}
+
+
+def _value_ok(value: Any, proto_type: str, message_type: type | None, where: str) -> bool:
+    if proto_type == betterproto2.TYPE_MESSAGE:
+        if message_type is None or not isinstance(value, message_type):
+            return False
+        check_types(value, where)
+        return True
+    if proto_type == betterproto2.TYPE_ENUM:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return type(value) in _SCALARS[proto_type]
+
+
+def _malformed(where: str, value: Any, proto_type: str) -> InvalidRequest:
+    return InvalidRequest(
+        f"malformed message: {where} is {type(value).__name__}, the proto declares {proto_type}"
+    )
+
+
+def check_types(message: betterproto2.Message, where: str | None = None) -> None:
+    """Raise :class:`InvalidRequest` unless every field of ``message`` (recursively) holds
+    its declared type: what a wire type that does not match the field leaves behind."""
+    meta = message._betterproto
+    where = where or type(message).__name__
+    for name, field_meta in meta.meta_by_field_name.items():
+        value = getattr(message, name)
+        path = f"{where}.{name}"
+        proto_type = field_meta.proto_type
+        if proto_type == betterproto2.TYPE_MAP:
+            if not isinstance(value, dict):
+                raise _malformed(path, value, "map")
+            key_meta, value_meta = field_meta.map_meta  # type: ignore[misc]
+            value_type = meta.cls_by_field.get(f"{name}.value")
+            for k, v in value.items():
+                if not _value_ok(k, key_meta.proto_type, None, path):
+                    raise _malformed(f"{path} key", k, key_meta.proto_type)
+                if v is None and value_meta.proto_type == betterproto2.TYPE_MESSAGE:
+                    continue  # an entry without its value: the default message
+                entry = f"{path}[{show(k, 20)}]"
+                if not _value_ok(v, value_meta.proto_type, value_type, entry):
+                    raise _malformed(entry, v, value_meta.proto_type)
+            continue
+        if field_meta.unwrap is not None:
+            continue  # wrapper types (google.protobuf.*Value): none in our protos
+        message_type = meta.cls_by_field.get(name)
+        if field_meta.repeated:
+            if not isinstance(value, list):
+                raise _malformed(path, value, f"repeated {proto_type}")
+            if proto_type == betterproto2.TYPE_MESSAGE or proto_type == betterproto2.TYPE_ENUM:
+                for i, item in enumerate(value):
+                    if not _value_ok(item, proto_type, message_type, f"{path}[{i}]"):
+                        raise _malformed(f"{path}[{i}]", item, proto_type)
+            else:  # scalars, maybe a million of them: one pass in C
+                odd = set(map(type, value)) - _SCALARS[proto_type]
+                if odd:
+                    bad = next(x for x in value if type(x) in odd)
+                    raise _malformed(f"{path}[{value.index(bad)}]", bad, proto_type)
+            continue
+        if value is None and (field_meta.optional or proto_type == betterproto2.TYPE_MESSAGE):
+            continue  # unset
+        if not _value_ok(value, proto_type, message_type, path):
+            raise _malformed(path, value, proto_type)
+
+
+def parse_message(data: bytes, message_type: type[M]) -> M:
+    """``data`` parsed as a ``message_type`` and type-checked (:func:`check_types`);
+    :class:`InvalidRequest` when it is not one. For a transport's codec: bytes from the
+    wire are untrusted, and a failure here is the client's."""
+    try:
+        message = message_type.parse(data)
+    except Exception as exc:  # betterproto2 raises whatever its parsing runs into
+        raise InvalidRequest(
+            f"malformed {message_type.__name__}: {type(exc).__name__}: {str(exc)[:200]}"
+        ) from None
+    check_types(message)
+    return message
 
 
 # -- parameters ------------------------------------------------------------------------
 def parameters_from_proto(params: Mapping[str, pb.InferParameter]) -> dict[str, Any]:
     out = {}
     for key, param in params.items():
+        if param is None:  # a map entry without its value: the default, no choice set
+            out[key] = None
+            continue
         try:
             _, value = betterproto2.which_one_of(param, "parameter_choice")
         except RuntimeError as exc:  # two choices of the oneof set on the wire
-            raise InvalidRequest(f"parameter {key!r}: {exc}") from None
+            raise InvalidRequest(f"parameter {show(key)}: {exc}") from None
         out[key] = value
     return out
 
@@ -90,28 +206,32 @@ def parameters_to_proto(params: Parameters | None) -> dict[str, pb.InferParamete
 
 # -- tensors ---------------------------------------------------------------------------
 def _raw_to_data(raw: bytes, datatype: str, shape: list[int], name: str) -> list[Any]:
-    count = math.prod(shape)
+    count = element_count(shape)  # beyond int64: more than any buffer holds
     if datatype == "BYTES":
         items, offset = [], 0
         while offset < len(raw):
             if offset + 4 > len(raw):
-                raise InvalidRequest(f"input {name!r}: truncated BYTES element length")
+                raise InvalidRequest(f"input {show(name)}: truncated BYTES element length")
             (size,) = _LENGTH.unpack_from(raw, offset)
             offset += 4
             if offset + size > len(raw):
-                raise InvalidRequest(f"input {name!r}: BYTES element runs past its buffer")
+                raise InvalidRequest(f"input {show(name)}: BYTES element runs past its buffer")
             items.append(raw[offset : offset + size])
             offset += size
         if len(items) != count:
+            needs = f"more than {MAX_ELEMENTS}" if count > MAX_ELEMENTS else str(count)
             raise InvalidRequest(
-                f"input {name!r}: shape {shape} needs {count} elements, raw data has {len(items)}"
+                f"input {show(name)}: shape {show(shape)} needs {needs} elements, "
+                f"raw data has {len(items)}"
             )
         return items
     dtype = to_dtype(datatype).newbyteorder("<")
     if len(raw) != count * dtype.itemsize:
+        size = count * dtype.itemsize
+        needs = f"more than {size - dtype.itemsize}" if count > MAX_ELEMENTS else str(size)
         raise InvalidRequest(
-            f"input {name!r}: shape {shape} of {datatype} needs {count * dtype.itemsize} "
-            f"bytes, raw data has {len(raw)}"
+            f"input {show(name)}: shape {show(shape)} of {datatype} needs {needs} bytes, "
+            f"raw data has {len(raw)}"
         )
     return np.frombuffer(raw, dtype=dtype).tolist()  # type: ignore[no-any-return]
 
@@ -133,7 +253,7 @@ def _typed_data(contents: pb.InferTensorContents | None, datatype: str, name: st
         return []
     field = CONTENTS_FIELD.get(datatype)
     if field is None:
-        raise InvalidRequest(f"input {name!r}: {datatype} data must be sent as raw contents")
+        raise InvalidRequest(f"input {show(name)}: {datatype} data must be sent as raw contents")
     return list(getattr(contents, field))
 
 
@@ -163,6 +283,7 @@ def _tensor_from_proto(tensor: Any, raw: bytes | None) -> dict[str, Any]:
 # -- requests --------------------------------------------------------------------------
 def request_from_proto(msg: pb.ModelInferRequest) -> tuple[InferenceRequest, bool]:
     """The request, and whether it used raw contents (its response will too)."""
+    check_types(msg)
     raw = msg.raw_input_contents
     if raw and len(raw) != len(msg.inputs):
         raise InvalidRequest(
@@ -171,9 +292,11 @@ def request_from_proto(msg: pb.ModelInferRequest) -> tuple[InferenceRequest, boo
     inputs = []
     for i, tensor in enumerate(msg.inputs):
         if raw and tensor.contents is not None:
-            raise InvalidRequest(f"input {tensor.name!r}: both raw and typed contents are set")
+            raise InvalidRequest(f"input {show(tensor.name)}: both raw and typed contents are set")
         if tensor.datatype not in CONTENTS_FIELD and tensor.datatype != "FP16":
-            raise InvalidRequest(f"input {tensor.name!r}: unknown datatype {tensor.datatype!r}")
+            raise InvalidRequest(
+                f"input {show(tensor.name)}: unknown datatype {show(tensor.datatype, 20)}"
+            )
         inputs.append(_tensor_from_proto(tensor, raw[i] if raw else None))
     body = {
         "id": msg.id or None,

@@ -54,6 +54,8 @@ def install(app: Quart) -> None:
             413: "request body too large",
         }.get(status, exc.description or exc.name)
         response = error_response(status, text)
+        if status == 413:  # the body is left unread: the connection cannot be reused
+            response.headers["Connection"] = "close"
         if status == 405 and exc.get_headers():
             for key, value in exc.get_headers():
                 if key.lower() == "allow":

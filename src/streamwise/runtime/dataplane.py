@@ -8,7 +8,6 @@ path does (id, model name and version, requested outputs).
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -20,7 +19,6 @@ import trio
 from ..errors import (
     InvalidRequest,
     ModelOverloaded,
-    PayloadTooLarge,
     RequestTimeout,
     ServerShuttingDown,
     StreamwiseError,
@@ -191,15 +189,9 @@ class DataPlane:
                 f"model {slot.name!r} is serving {limit} requests, its limit "
                 "(max_concurrency): retry later"
             )
-        most = self.settings.max_tensor_elements
-        for inp in request.inputs:
-            if math.prod(inp.shape) > most and all(d >= 0 for d in inp.shape):
-                raise PayloadTooLarge(
-                    f"input {inp.name!r}: shape {inp.shape} declares "
-                    f"{math.prod(inp.shape)} elements, over the limit of {most} "
-                    "(max_tensor_elements)"
-                )
-        validate_request(request, settings.inputs, settings.outputs)
+        validate_request(
+            request, settings.inputs, settings.outputs, self.settings.max_tensor_elements
+        )
         keep = frozenset(o.name for o in request.outputs) if request.outputs else None
         return Call(slot, request, request.id or str(uuid.uuid4()), keep)
 

@@ -1,0 +1,37 @@
+"""A guard around Hypercorn's per-connection task (Hypercorn 0.18, trio).
+
+Found by fuzzing (tests/test_fuzz.py): a client that closes its side mid-body, after
+the server answered without reading the body, makes Hypercorn's own error response race
+the app's on the same socket; the ``trio.BusyResourceError`` (or h11's protocol error)
+escapes the connection task, reaches Hypercorn's server nursery and ends ``serve()``.
+One broken connection must never stop the server: such an error now ends that
+connection only, logged at DEBUG.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import h11
+import trio
+from hypercorn.trio.tcp_server import TCPServer
+
+log = logging.getLogger(__name__)
+
+_CONNECTION_ERRORS = (trio.BusyResourceError, h11.RemoteProtocolError, h11.LocalProtocolError)
+
+
+def install() -> None:
+    if getattr(TCPServer.run, "_streamwise_guarded", False):
+        return
+    original = TCPServer.run
+
+    async def run(self: Any) -> None:
+        try:
+            await original(self)
+        except* _CONNECTION_ERRORS as group:
+            log.debug("connection ended by a protocol error: %r", group.exceptions)
+
+    run._streamwise_guarded = True  # type: ignore[attr-defined]
+    TCPServer.run = run  # type: ignore[method-assign]

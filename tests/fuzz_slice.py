@@ -1,0 +1,155 @@
+"""Hostile input, the fast slice: hypothesis-generated REST bodies, garbage bodies, paths,
+methods and headers, raw HTTP/1.1 (lengths that lie, broken chunks), hostile
+ModelInferRequests and garbage gRPC messages, against an in-process server of the demo
+models. Every answer must be a client error (or a success, for a valid request), never a
+server error; afterwards the server must still be live with every model ready.
+
+The strategies and the property live in tests/hostile.py; tests/soak_fuzz.py runs the
+same targets at 10,000+ cases and watches memory."""
+
+from __future__ import annotations
+
+import collections
+import gc
+import socket
+
+import grpc
+import hostile
+import httpx
+import pytest
+import rawhttp
+import trio
+from conftest import DEMO, StartServer
+from hypothesis import given, settings
+
+from streamwise import ServerInfo
+
+EXAMPLES = 150
+
+
+@pytest.fixture
+async def server(start_server: StartServer) -> ServerInfo:
+    return await start_server(DEMO, **hostile.SERVER_OVERRIDES)
+
+
+def listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    except ConnectionRefusedError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("target", hostile.TARGETS, ids=lambda t: t.name)
+async def test_hostile_input_gets_a_client_error(
+    server: ServerInfo, target: hostile.Target
+) -> None:
+    assert server.grpc_port is not None
+    clients = hostile.open_clients(server.http_port, server.grpc_port)
+    recent: collections.deque[str] = collections.deque(maxlen=3)
+    died: list[str] = []
+
+    @settings(max_examples=EXAMPLES, suppress_health_check=hostile.SUPPRESS, deadline=None)
+    @given(case=target.strategy)
+    def answers_hold(case: object) -> None:
+        # A server that died fails every later case, the simplest of which hypothesis then
+        # reports: the message names the cases that came just before the death instead.
+        assert not died, died[0]
+        outcome = hostile.run_case(target, clients, case)
+        if outcome.problem is not None and not listening(server.http_port):
+            died.append(
+                f"{target.name}: the server died, during or just after one of these cases:\n"
+                + "\n".join([*recent, repr(case)])
+            )
+            raise AssertionError(died[0])
+        recent.append(repr(case))
+        assert outcome.problem is None, f"{target.name}: {outcome.problem}"
+
+    def run() -> list[str]:
+        answers_hold()
+        return hostile.liveness_problems(clients)
+
+    try:
+        assert await trio.to_thread.run_sync(run) == []
+    finally:
+        hostile.close_clients(clients)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n",
+        b"POST /v2/models/identity/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 300000\r\n\r\n",
+    ],
+    ids=["answered-without-reading", "over-the-limit"],
+)
+async def test_a_client_that_closes_mid_body_does_not_kill_the_server(
+    server: ServerInfo, head: bytes
+) -> None:
+    """Found by raw_http: the server answers before the body is in, the client closes its
+    side mid-body; Hypercorn's error response then races the app's, and the
+    BusyResourceError that escapes its connection task ended serve() within a few tries."""
+    for _ in range(100):
+        stream = await trio.open_tcp_stream("127.0.0.1", server.http_port)
+        async with stream:
+            await stream.send_all(head + b"0123456789")
+            await stream.send_eof()
+            with trio.move_on_after(5):
+                while await stream.receive_some():
+                    pass
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.get(f"http://127.0.0.1:{server.http_port}/v2/health/live")
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("second", "code"),
+    [
+        (b"9", grpc.StatusCode.INVALID_ARGUMENT),  # not a ModelInferRequest
+        (b"\x12\x01\xff", grpc.StatusCode.INVALID_ARGUMENT),  # a version not UTF-8
+        (
+            hostile.pb2.ModelInferRequest(
+                model_name="identity", id="x" * 300_000
+            ).SerializeToString(),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,  # over grpc_max_message_length
+        ),
+    ],
+    ids=["garbage", "bad-utf8", "over-the-limit"],
+)
+async def test_a_bad_later_message_on_a_stream_is_the_clients_error(
+    server: ServerInfo, second: bytes, code: grpc.StatusCode
+) -> None:
+    """Found by grpc_garbage: a later message of a bidi stream is decoded inside the model's
+    request iterator, and what decoding raised came out as INTERNAL "model failed"."""
+    first = hostile.pb2.ModelInferRequest(model_name="identity").SerializeToString()
+
+    def run() -> tuple[int, grpc.StatusCode]:
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            call = channel.stream_stream("/inference.GRPCInferenceService/ModelStreamInfer")
+            answers = 0
+            try:
+                for _ in call(iter([first, second]), timeout=10):
+                    answers += 1
+            except grpc.RpcError as exc:
+                return answers, exc.code()
+            return answers, grpc.StatusCode.OK
+
+    assert await trio.to_thread.run_sync(run) == (1, code)
+
+
+async def test_a_stream_the_client_leaves_closes_its_request_iterator(server: ServerInfo) -> None:
+    """Found by rest_stream: a client leaving a stream cancels the model mid-iteration of its
+    requests; pipeline.single, the one-request async generator, was then left unclosed
+    ("ResourceWarning: Async generator ... was garbage collected before it had been
+    exhausted", an error under this suite's warning filter)."""
+    body = {"inputs": [{"name": "n", "shape": [1], "datatype": "INT64", "data": [10**9]}]}
+    for _ in range(20):
+        response = await rawhttp.request(
+            server.http_port, "POST", "/v2/models/token-streamer/generate_stream", body
+        )
+        async with response.stream:
+            assert response.status == 200
+            assert await response.read_chunk()  # the first tokens, then away
+    await trio.sleep(0.2)  # the models are cancelled
+    gc.collect()
+    await trio.sleep(0.1)  # where trio's finalizer hook warns
