@@ -1,6 +1,6 @@
 """Hostile input for streamwise: hypothesis strategies, one blocking sender per target, and
-the property every answer must hold. Shared by tests/test_fuzz.py (the fast slice, in the
-default test run) and tests/soak_fuzz.py (10,000+ cases).
+the property every answer must hold. Shared by tests/fuzz_slice.py (the fast slice:
+``python -m pytest tests/fuzz_slice.py``) and tests/soak_fuzz.py (10,000+ cases).
 
 The property, for every target:
 

@@ -1,11 +1,14 @@
 """A guard around Hypercorn's per-connection task (Hypercorn 0.18, trio).
 
-Found by fuzzing (tests/test_fuzz.py): a client that closes its side mid-body, after
-the server answered without reading the body, makes Hypercorn's own error response race
-the app's on the same socket; the ``trio.BusyResourceError`` (or h11's protocol error)
+Found by fuzzing (tests/fuzz_slice.py; regression test in tests/test_limits.py): a
+client that closes its side mid-body, after the server answered without reading the
+body, makes Hypercorn's own error response race the app's on the same socket; the
+``trio.BusyResourceError`` (h11's protocol errors, an ``OSError`` such as ENOTCONN)
 escapes the connection task, reaches Hypercorn's server nursery and ends ``serve()``.
-One broken connection must never stop the server: such an error now ends that
-connection only, logged at DEBUG.
+One broken connection must never stop the server: any ``Exception`` escaping a
+connection task now ends that connection only, logged (DEBUG for the known protocol
+errors, WARNING with the traceback for anything else). ``Cancelled`` is a
+``BaseException`` and passes through untouched.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ def install() -> None:
             await original(self)
         except* _CONNECTION_ERRORS as group:
             log.debug("connection ended by a protocol error: %r", group.exceptions)
+        except* Exception as group:
+            log.warning("connection ended by an error", exc_info=group)
 
     run._streamwise_guarded = True  # type: ignore[attr-defined]
     TCPServer.run = run  # type: ignore[method-assign]
