@@ -1,6 +1,6 @@
 """Soak the server with hostile input: ``python tests/soak_fuzz.py [--cases N] [--seed S]``.
 
-The targets, strategies and property of tests/fuzz_slice.py (tests/hostile.py), at 10,000+
+The targets, strategies and property of tests/test_fuzz_slice.py (tests/hostile.py), at 10,000+
 cases by default, against an in-process server of the demo models (both transports in one
 trio run, the cases sent from a worker thread). Prints the cases run per target, the
 answers by status, every answer that breaks the property with the input that caused it,

@@ -151,7 +151,7 @@ def test_malformed_requests_are_invalid(msg: pb.ModelInferRequest, match: str) -
         request_from_proto(msg)
 
 
-# -- untrusted bytes (found by tests/fuzz_slice.py) ----------------------------------------
+# -- untrusted bytes (found by tests/test_fuzz_slice.py) ----------------------------------------
 def _varint(n: int) -> bytes:
     out = bytearray()
     while True:

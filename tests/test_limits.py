@@ -145,6 +145,31 @@ async def test_huge_declared_shapes_are_refused_before_any_allocation(
     assert code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT), details
 
 
+async def test_the_tensor_limit_holds_for_every_message_of_a_stream(
+    start_server: StartServer,
+) -> None:
+    """Every request of a bidirectional stream is checked like its first, the element
+    limit included (the later ones were checked without it)."""
+    info = await start_server(TEST_MODELS, max_tensor_elements=10)
+
+    def message(n: int) -> Any:
+        request = pb2.ModelInferRequest(model_name="echo-stream")
+        tensor = request.inputs.add(name="x", datatype="FP32", shape=[n])
+        tensor.contents.fp32_contents.extend([1.0] * n)
+        return request
+
+    def run(stub: Any) -> tuple[int, tuple[grpc.StatusCode, str]]:
+        answers: list[Any] = []
+        status = code_of(
+            lambda: answers.extend(stub.ModelStreamInfer(iter([message(10), message(11)])))
+        )
+        return len(answers), status
+
+    answers, (code, details) = await in_thread(info, run)
+    assert (answers, code) == (1, grpc.StatusCode.RESOURCE_EXHAUSTED), details
+    assert "max_tensor_elements" in details
+
+
 async def test_json_nested_too_deeply_is_a_400(
     models: ServerInfo, client: httpx.AsyncClient
 ) -> None:

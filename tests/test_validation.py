@@ -135,7 +135,7 @@ def test_against_declared_metadata() -> None:
         validate_request(bad_output, META, OUTPUTS)
 
 
-# -- hostile shapes and names (found by tests/fuzz_slice.py) -------------------------------
+# -- hostile shapes and names (found by tests/test_fuzz_slice.py) -------------------------------
 def test_a_product_beyond_python_int_str_limit_is_a_client_error() -> None:
     # prod of 300 x 10**18 has 5,400 digits: formatting it raised ValueError (a 500)
     tensor = {"name": "x", "shape": [10**18] * 300, "datatype": "FP32", "data": []}

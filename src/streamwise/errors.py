@@ -27,6 +27,8 @@ gRPC codes are names (``"NOT_FOUND"``) so that the core imports no gRPC library.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "StreamwiseError",
     "ConfigError",
@@ -44,7 +46,21 @@ __all__ = [
     "MethodNotImplemented",
     "ModelFailed",
     "ModelLoadError",
+    "show",
 ]
+
+
+def show(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, for quoting client input in a message.
+
+    Messages travel as a gRPC status message, an HTTP/2 trailer: a model name of 200,000
+    characters there costs seconds of HPACK encoding and exceeds clients' metadata limits.
+    """
+    try:
+        text = repr(value)
+    except ValueError:  # holds an int beyond sys.get_int_max_str_digits()
+        return f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class StreamwiseError(Exception):
@@ -89,7 +105,9 @@ class NotFound(StreamwiseError):
 
 class ModelNotFound(NotFound):
     def __init__(self, name: str, version: str | None = None) -> None:
-        what = f"model {name!r}" if version is None else f"model {name!r} version {version!r}"
+        what = f"model {show(name)}"
+        if version is not None:
+            what += f" version {show(version)}"
         super().__init__(f"{what} not found")
         self.name = name
         self.version = version

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from ..errors import show
 from ..types import RequestInput, ResponseOutput
 from .base import InputCodec, register_input_codec
 from .errors import CodecError
@@ -33,7 +34,7 @@ def _decode_datetime(elem: ListElement) -> datetime:
         text = elem.decode(_DatetimeStrCodec) if isinstance(elem, bytes) else elem
         return datetime.fromisoformat(text)
     except (UnicodeDecodeError, TypeError, ValueError) as exc:
-        raise CodecError(f"not an ISO 8601 datetime: {elem!r} ({exc})") from None
+        raise CodecError(f"not an ISO 8601 datetime: {show(elem)} ({exc})") from None
 
 
 def _fields(name: str, payload: Any, use_bytes: bool) -> dict[str, Any]:

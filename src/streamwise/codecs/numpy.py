@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..errors import show
 from ..types import Datatype, RequestInput, ResponseOutput
 from .base import InputCodec, register_input_codec, register_request_codec
 from .errors import CodecError
@@ -53,7 +54,7 @@ def to_dtype(datatype: Any, data: Any = None) -> np.dtype[Any]:
     try:
         return _DatatypeToNumpy[name]
     except (KeyError, TypeError):
-        raise CodecError(f"unknown datatype {name!r}") from None
+        raise CodecError(f"unknown datatype {show(name)}") from None
 
 
 def to_datatype(dtype: npt.DTypeLike) -> Datatype:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+from ..errors import show
 from ..types import (
     InferenceRequest,
     InferenceResponse,
@@ -74,7 +75,7 @@ def inject_batch_dimension(shape: list[int]) -> list[int]:
 def tensor_label(tensor: Any) -> str:
     """``input 'x'`` or ``output 'y'``, for error messages."""
     kind = "input" if isinstance(tensor, RequestInput) else "output"
-    return f"{kind} {getattr(tensor, 'name', '?')!r}"
+    return f"{kind} {show(getattr(tensor, 'name', '?'))}"
 
 
 def _content_type_of(tagged: Any) -> str | None:

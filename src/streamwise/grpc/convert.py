@@ -10,9 +10,10 @@ whether the model gave str or bytes.
 Messages from the wire are untrusted. betterproto2 parses without checking wire types: a
 string field sent as a varint comes out an ``int``, a message field as ``bytes``, and
 malformed bytes raise whatever its parsing hits (``EOFError``, ``UnicodeDecodeError``,
-``KeyError``...). :func:`parse_message` turns all of that into :class:`InvalidRequest`, and
-:func:`check_types` (which :func:`request_from_proto` runs too) refuses a message whose
-fields do not hold their declared types.
+``KeyError``...). :func:`parse_message` (the server's codec) turns all of that into
+:class:`InvalidRequest`, and :func:`check_types` (which :func:`request_from_proto` runs too,
+for messages that did not come through the codec) refuses a message whose fields do not
+hold their declared types.
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ _SCALARS: dict[str, frozenset[type]] = {t: frozenset({int}) for t in _INTS} | {
 }
 
 
-def _value_ok(value: Any, proto_type: str, message_type: type | None, where: str) -> bool:
+def _value_ok(
+    value: Any, proto_type: str, message_type: type[betterproto2.Message] | None, where: str
+) -> bool:
     if proto_type == betterproto2.TYPE_MESSAGE:
         if message_type is None or not isinstance(value, message_type):
             return False
@@ -109,7 +112,7 @@ def _malformed(where: str, value: Any, proto_type: str) -> InvalidRequest:
 def check_types(message: betterproto2.Message, where: str | None = None) -> None:
     """Raise :class:`InvalidRequest` unless every field of ``message`` (recursively) holds
     its declared type: what a wire type that does not match the field leaves behind."""
-    meta = message._betterproto
+    meta = type(message)._betterproto  # type: ignore[arg-type]  # betterproto2 mistypes it
     where = where or type(message).__name__
     for name, field_meta in meta.meta_by_field_name.items():
         value = getattr(message, name)
@@ -281,9 +284,15 @@ def _tensor_from_proto(tensor: Any, raw: bytes | None) -> dict[str, Any]:
 
 
 # -- requests --------------------------------------------------------------------------
-def request_from_proto(msg: pb.ModelInferRequest) -> tuple[InferenceRequest, bool]:
-    """The request, and whether it used raw contents (its response will too)."""
-    check_types(msg)
+def request_from_proto(
+    msg: pb.ModelInferRequest, *, checked: bool = False
+) -> tuple[InferenceRequest, bool]:
+    """The request, and whether it used raw contents (its response will too).
+
+    ``checked``: ``msg`` came from :func:`parse_message` (the server's codec), whose type
+    check need not run twice."""
+    if not checked:
+        check_types(msg)
     raw = msg.raw_input_contents
     if raw and len(raw) != len(msg.inputs):
         raise InvalidRequest(

@@ -15,8 +15,10 @@ from grpclib.encoding.proto import ProtoCodec
 from grpclib.server import Server
 
 from .. import _bridge
+from ..errors import PayloadTooLarge
 from ..protocol import auth
 from ..runtime.dataplane import DataPlane
+from .convert import parse_message
 from .service import InferenceService, RepositoryService
 
 __all__ = ["open_grpc_server", "GrpcServer", "DEFAULT_MAX_MESSAGE_BYTES"]
@@ -26,26 +28,34 @@ CLOSE_TIMEOUT_S = 5.0
 
 
 class LimitedCodec(ProtoCodec):
-    """grpclib has no message size limit of its own: ours, both ways."""
+    """grpclib has no message size limit of its own: ours, both ways.
+
+    Decoding raises our errors (:class:`PayloadTooLarge`, :class:`InvalidRequest`), not
+    ``GRPCError``: on a bidi stream a later message is decoded inside the model's request
+    iterator, and only our errors come out of the pipeline as themselves (anything else
+    is the model failing, INTERNAL). ``_grpc_errors`` maps them in either place.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
 
-    def _check(self, size: int, what: str) -> None:
-        if size > self.limit:
-            raise GRPCError(
-                Status.RESOURCE_EXHAUSTED,
-                f"{what} of {size} bytes is over the limit of {self.limit} bytes "
-                "(grpc_max_message_length)",
-            )
+    def _over(self, size: int, what: str) -> str | None:
+        if size <= self.limit:
+            return None
+        return (
+            f"{what} of {size} bytes is over the limit of {self.limit} bytes "
+            "(grpc_max_message_length)"
+        )
 
     def decode(self, data: bytes, message_type: Any) -> Any:
-        self._check(len(data), "request message")
-        return super().decode(data, message_type)
+        if (problem := self._over(len(data), "request message")) is not None:
+            raise PayloadTooLarge(problem)
+        return parse_message(data, message_type)
 
     def encode(self, message: Any, message_type: Any) -> bytes:
         data = super().encode(message, message_type)
-        self._check(len(data), "response message")
+        if (problem := self._over(len(data), "response message")) is not None:
+            raise GRPCError(Status.RESOURCE_EXHAUSTED, problem)
         return data
 
 

@@ -25,7 +25,7 @@ from grpclib.server import Stream
 from .. import _bridge
 from .._proto import inference as pb
 from .._proto.inference import model_repository as repo_pb
-from ..errors import ClientTooSlow, InvalidRequest, StreamwiseError
+from ..errors import ClientTooSlow, InvalidRequest, StreamwiseError, show
 from ..registry import ModelState
 from ..runtime import StreamError, receive_batch
 from ..runtime.dataplane import Call, DataPlane
@@ -40,6 +40,18 @@ SERVICE = "/inference.GRPCInferenceService/"
 REPOSITORY_SERVICE = "/inference.model_repository.ModelRepositoryService/"
 
 
+MAX_STATUS_MESSAGE = 1000
+"""Characters of a ``grpc-message``: it is an HTTP/2 trailer, HPACK-encoded by pure Python
+(a 200 kB one stalls the server for seconds) and clients cap metadata at 8-16 KiB."""
+
+
+def status_message(exc: StreamwiseError) -> str:
+    message = str(exc)
+    if len(message) > MAX_STATUS_MESSAGE:
+        message = message[: MAX_STATUS_MESSAGE - 3] + "..."
+    return message
+
+
 def _grpc_errors(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     """Our errors -> GRPCError with the matching status, in one place."""
 
@@ -50,7 +62,7 @@ def _grpc_errors(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[
         except StreamwiseError as exc:
             if exc.grpc_status == "INTERNAL":
                 log.error("%s: %s", fn.__name__, exc)
-            raise GRPCError(Status[exc.grpc_status], str(exc)) from exc
+            raise GRPCError(Status[exc.grpc_status], status_message(exc)) from exc
 
     return handler
 
@@ -157,7 +169,7 @@ class InferenceService:
         await stream.send_trailing_metadata(metadata=trailing)
 
     async def _infer(self, msg: pb.ModelInferRequest, metadata: Any) -> tuple[Any, Any]:
-        request, raw = request_from_proto(msg)
+        request, raw = request_from_proto(msg, checked=True)
         call = self.dataplane.prepare(
             msg.model_name, msg.model_version or None, _with_headers(request, metadata)
         )
@@ -172,7 +184,7 @@ class InferenceService:
         await _bridge.to_trio(self._stream)(stream, first)
 
     async def _stream(self, stream: Stream[Any, Any], first: pb.ModelInferRequest) -> None:
-        request, raw = request_from_proto(first)
+        request, raw = request_from_proto(first, checked=True)
         call = self.dataplane.prepare(
             first.model_name, first.model_version or None, _with_headers(request, stream.metadata)
         )
@@ -215,10 +227,10 @@ class InferenceService:
         while (msg := await recv()) is not None:
             if (msg.model_name, msg.model_version) != (first.model_name, first.model_version):
                 raise InvalidRequest(
-                    f"one stream serves one model: got {msg.model_name!r} after "
-                    f"{first.model_name!r}"
+                    f"one stream serves one model: got {show(msg.model_name)} after "
+                    f"{show(first.model_name)}"
                 )
-            request, _ = request_from_proto(msg)
+            request, _ = request_from_proto(msg, checked=True)
             yield self.dataplane.follow(call, _with_headers(request, metadata))
 
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import InvalidRequest, PayloadTooLarge
+from ..errors import InvalidRequest, PayloadTooLarge, show
 from ..types import InferenceRequest, MetadataTensor, RequestInput
 
 __all__ = [
@@ -72,15 +72,6 @@ def element_count(shape: Sequence[int]) -> int:
         if not -MAX_ELEMENTS <= count <= MAX_ELEMENTS:
             return MAX_ELEMENTS + 1
     return count
-
-
-def show(value: Any, limit: int = 60) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for quoting client input in a message."""
-    try:
-        text = repr(value)
-    except ValueError:  # holds an int beyond sys.get_int_max_str_digits()
-        return f"<{type(value).__name__} too large to show>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _count(n: int) -> str:

@@ -45,6 +45,9 @@ def create_app(dataplane: DataPlane) -> QuartTrio:
     settings = dataplane.settings
     app = QuartTrio("streamwise")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_body_bytes
+    # "/v2/models/%2Fidentity/infer" is a request for a model named "/identity" (none
+    # such: 404), not a 308 redirect to a path with the slashes merged
+    app.url_map.merge_slashes = False
     errors.install(app)
 
     if settings.auth_token is not None:
@@ -56,7 +59,6 @@ def create_app(dataplane: DataPlane) -> QuartTrio:
             if path in auth.OPEN_REST_PATHS:
                 return
             if not auth.bearer_ok(request.headers.get("Authorization"), token):
-                await errors.drain_body()
                 raise Unauthenticated(auth.MESSAGE)
 
     def route(rule: str, methods: list[str]) -> Callable[[Callable[..., Awaitable[Any]]], Any]:
@@ -128,13 +130,11 @@ def create_app(dataplane: DataPlane) -> QuartTrio:
 
     @app.post("/v2/repository/models/<name>/load")
     async def repository_load(name: str) -> Response:
-        await errors.drain_body()  # load parameters are not supported: read, unused
         await dataplane.load(name)
         return Response(EMPTY_OK, status=200, mimetype="text/plain")
 
     @app.post("/v2/repository/models/<name>/unload")
     async def repository_unload(name: str) -> Response:
-        await errors.drain_body()  # load parameters are not supported: read, unused
         await dataplane.unload(name)
         return Response(EMPTY_OK, status=200, mimetype="text/plain")
 

@@ -46,37 +46,35 @@ def install(app: Quart) -> None:
     @app.errorhandler(HTTPException)
     async def _http(exc: HTTPException) -> Response:
         status = exc.code or 500
-        if status in (404, 405):
-            await drain_body()
         text = {
             404: "not found",
             405: "method not allowed",
             413: "request body too large",
         }.get(status, exc.description or exc.name)
         response = error_response(status, text)
-        if status == 413:  # the body is left unread: the connection cannot be reused
-            response.headers["Connection"] = "close"
         if status == 405 and exc.get_headers():
             for key, value in exc.get_headers():
                 if key.lower() == "allow":
                     response.headers["Allow"] = value
         return response
 
+    @app.after_request
+    async def _read_the_body(response: Response) -> Response:
+        """Every request's body is read before its answer goes out, whether its handler
+        wanted it or not (no route, wrong method, refused by auth or a limit, repository
+        load/unload). Hypercorn (0.18, h11) answering a keep-alive request whose body it
+        has not finished reading can leave the connection stuck: the next request on it
+        never gets an answer (tests/test_rest_api.py::
+        test_unread_bodies_keep_the_connection_usable). A body read already costs
+        nothing here (handlers read with ``cache=False``). A body that cannot be read (over
+        ``max_request_body_bytes``, or too slow) is left unread: the connection closes."""
+        try:
+            await request.get_data(cache=False)
+        except HTTPException:
+            response.headers["Connection"] = "close"
+        return response
+
     @app.errorhandler(Exception)
     async def _bug(exc: Exception) -> Response:
         log.exception("unexpected error")
         return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
-
-
-async def drain_body() -> None:
-    """Read the body of a request whose handler has no use for it (no route, wrong
-    method, repository load/unload).
-
-    Hypercorn (0.18, h11) answering a keep-alive request whose body it has not finished
-    reading can leave the connection stuck: the next request on it never gets an answer
-    (tests/test_rest_api.py::test_refused_requests_with_bodies_keep_the_connection_usable).
-    Reading the body first (bounded by the body limit) keeps the connection usable."""
-    try:
-        await request.get_data(cache=False)
-    except HTTPException:
-        pass  # too large or cut: the error response goes out and hypercorn closes

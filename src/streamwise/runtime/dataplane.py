@@ -189,16 +189,19 @@ class DataPlane:
                 f"model {slot.name!r} is serving {limit} requests, its limit "
                 "(max_concurrency): retry later"
             )
-        validate_request(
-            request, settings.inputs, settings.outputs, self.settings.max_tensor_elements
-        )
+        self._validate(slot, request)
         keep = frozenset(o.name for o in request.outputs) if request.outputs else None
         return Call(slot, request, request.id or str(uuid.uuid4()), keep)
 
+    def _validate(self, slot: ModelSlot, request: InferenceRequest) -> None:
+        settings = slot.settings
+        validate_request(
+            request, settings.inputs, settings.outputs, self.settings.max_tensor_elements
+        )
+
     def follow(self, call: Call, request: InferenceRequest) -> InferenceRequest:
         """Check the next request of a bidirectional stream; its id becomes the call's."""
-        settings = call.slot.settings
-        validate_request(request, settings.inputs, settings.outputs)
+        self._validate(call.slot, request)
         if request.id is None:
             request.id = str(uuid.uuid4())
         call.request_id = request.id

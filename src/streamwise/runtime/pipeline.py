@@ -21,6 +21,7 @@ like any other failure, never a broken connection.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
@@ -76,13 +77,21 @@ class _Pump(Generic[T]):
 
     async def _drive(self) -> None:
         agen = self.model.predict_stream(self.requests)
-        async with aclosing(iterate(self.model, agen)) as responses:
-            async for response in responses:
-                item = self.finish(check_response(self.model, response))
-                try:  # no checkpoint while there is room: a fast model fills the
-                    self.send.send_nowait(item)  # channel and the transport writes
-                except trio.WouldBlock:  # everything waiting at once
-                    await self.send.send(item)
+        try:
+            async with aclosing(iterate(self.model, agen)) as responses:
+                async for response in responses:
+                    item = self.finish(check_response(self.model, response))
+                    try:  # no checkpoint while there is room: a fast model fills the
+                        self.send.send_nowait(item)  # channel and the transport writes
+                    except trio.WouldBlock:  # everything waiting at once
+                        await self.send.send(item)
+        finally:
+            # A model stopped mid-iteration of its requests (cancelled, failed, or done
+            # early) leaves the request generator suspended: close it now rather than
+            # leave it to the garbage collector (a ResourceWarning under trio).
+            requests = self.requests
+            if inspect.isasyncgen(requests) and not requests.ag_running:
+                await requests.aclose()
 
 
 async def single(request: InferenceRequest) -> AsyncIterator[InferenceRequest]:

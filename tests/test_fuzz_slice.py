@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import gc
 import socket
+from typing import Any
 
 import grpc
 import hostile
@@ -19,6 +20,7 @@ import pytest
 import rawhttp
 import trio
 from conftest import DEMO, StartServer
+from grpc_stubs import code_of, in_thread
 from hypothesis import given, settings
 
 from streamwise import ServerInfo
@@ -128,3 +130,76 @@ async def test_a_stream_the_client_leaves_closes_its_request_iterator(server: Se
     await trio.sleep(0.2)  # the models are cancelled
     gc.collect()
     await trio.sleep(0.1)  # where trio's finalizer hook warns
+
+
+async def test_a_huge_name_is_cut_in_grpc_status_messages(server: ServerInfo) -> None:
+    """Found by grpc_infer: a 200 kB model name quoted whole in NOT_FOUND's message became a
+    200 kB HTTP/2 trailer, HPACK-encoded in pure Python: the server stalled for ~29 s and
+    grpcio refused the metadata. Messages quote client input cut short, and every status
+    message is cut to 1000 characters."""
+    name = "m" * 200_000
+
+    def run(stub: Any) -> list[tuple[grpc.StatusCode, str]]:
+        pb2 = hostile.pb2
+        infer = pb2.ModelInferRequest(model_name=name)
+        return [
+            code_of(lambda: stub.ModelInfer(infer, timeout=10)),
+            code_of(lambda: stub.ModelMetadata(pb2.ModelMetadataRequest(name=name), timeout=10)),
+            code_of(lambda: list(stub.ModelStreamInfer(iter([infer]), timeout=10))),
+        ]
+
+    for code, details in await in_thread(server, run):
+        assert code == grpc.StatusCode.NOT_FOUND
+        assert details.startswith("model 'mmm") and len(details) < 100, details[:200]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"9", b"\x0a\x01\xff", b"\xff" * 20],
+    ids=["not-a-message", "bad-utf8", "garbage"],
+)
+async def test_garbage_protobuf_is_invalid_argument(server: ServerInfo, data: bytes) -> None:
+    """Found by grpc_garbage: bytes that are no ModelInferRequest were answered UNKNOWN
+    (whatever betterproto2's parser raised escaped grpclib's handler)."""
+
+    def run() -> tuple[grpc.StatusCode, str]:
+        with grpc.insecure_channel(f"127.0.0.1:{server.grpc_port}") as channel:
+            call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+            return code_of(lambda: call(data, timeout=10))
+
+    code, details = await trio.to_thread.run_sync(run)
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.startswith("malformed ModelInferRequest"), details
+
+
+async def test_token_streamer_takes_a_lone_value_and_refuses_nonsense(server: ServerInfo) -> None:
+    """Found by rest_stream: the demo token-streamer crashed ("model failed: TypeError") on
+    ``"data": 3``, a lone value validation accepts for a one-element shape. It now reads
+    any spelling of one value, and refuses values it cannot use as the client's error."""
+
+    async def stream(n: Any, shape: list[int], delay: Any = None) -> str:
+        inputs = [{"name": "n", "shape": shape, "datatype": "INT64", "data": n}]
+        if delay is not None:
+            inputs.append({"name": "delay_s", "shape": [1], "datatype": "FP64", "data": delay})
+        response = await rawhttp.request(
+            server.http_port,
+            "POST",
+            "/v2/models/token-streamer/generate_stream",
+            {"inputs": inputs},
+        )
+        async with response.stream:
+            assert response.status == 200
+            return (await response.read_body()).decode()
+
+    for n, shape in [(3, [1]), ([3], [1]), ([[3]], [1, 1])]:
+        text = await stream(n, shape)
+        assert text.count("event: error") == 0 and text.count("data: ") == 3, text
+        assert "token-2" in text
+    for n, shape, delay, says in [
+        (-1, [1], None, "input 'n' must be a count of tokens, got -1"),
+        ([1, 2], [2], None, "input 'n' must hold one value, it holds 2"),
+        ([], [0], None, "input 'n' must hold one value, it holds 0"),
+        (1, [1], -0.5, "input 'delay_s' must be seconds, got -0.5"),
+    ]:
+        text = await stream(n, shape, delay)
+        assert text == f'event: error\ndata: {{"error":"{says}"}}\n\n', text
