@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 import trio
-from conftest import StartServer
+from conftest import DEMO, StartServer
 
 from streamwise import ServerInfo
 
@@ -264,3 +264,19 @@ async def _read_response(stream: trio.SocketStream) -> bytes:
         body += await stream.receive_some()
     return data
 
+
+async def test_idle_keep_alive_connections_are_closed(start_server: StartServer) -> None:
+    """A connection idle for ``keep_alive_timeout_s`` is closed, after a request as before
+    the first: Hypercorn's idle timer died at once after a response (started from the
+    app's cancelled task, see rest/_hypercorn_guard.py), so a client that keeps its
+    connections kept them, and the server's file descriptors, for ever."""
+    info = await start_server(DEMO, keep_alive_timeout_s=0.3)
+    for first in (b"", b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n"):
+        stream = await trio.open_tcp_stream("127.0.0.1", info.http_port)
+        async with stream:
+            await stream.send_all(first)
+            received = b""
+            with trio.fail_after(5):  # closed after 0.3 s idle; 5 s is far beyond
+                while data := await stream.receive_some():
+                    received += data
+            assert received.startswith(b"HTTP/1.1 200") if first else received == b""

@@ -76,6 +76,7 @@ def _hypercorn_config(settings: Settings) -> HypercornConfig:
     config.bind = [f"{host}:{settings.http_port}"]
     config.root_path = settings.root_path
     config.accesslog = None
+    config.keep_alive_timeout = settings.keep_alive_timeout_s
     config.errorlog = logging.getLogger("hypercorn.error")
     # our own drain decides when calls end (_drain); this is Hypercorn's hard backstop
     config.graceful_timeout = settings.graceful_timeout + END_TIMEOUT_S + 1.0

@@ -77,6 +77,9 @@ class Settings(_Frozen):
     ``request_timeout_s``."""
     write_timeout_s: float = Field(60.0, gt=0)
     """A streaming client that reads nothing for this long is dropped, its model cancelled."""
+    keep_alive_timeout_s: float = Field(5.0, gt=0)
+    """An HTTP/1.1 connection idle this long between requests (or before its first) is
+    closed."""
     max_tensor_elements: int = Field(64 * 1024 * 1024, ge=1)
     """Elements one input tensor may declare (its shape's product)."""
     auth_token: pydantic.SecretStr | None = None
@@ -85,7 +88,7 @@ class Settings(_Frozen):
     event_loop_watchdog_s: float | None = Field(1.0, gt=0)
     """Log (with the stack) when the event loop is blocked this long; None: off."""
 
-    # -- MLServer's, accepted so its files load; not (yet) acted upon: see docs/configuration.md
+    # -- MLServer's, accepted so its files load; not (yet) acted upon: see docs/running.md
     parallel_workers: int | None = None
     parallel_workers_timeout: int | None = None
     gzip_enabled: bool | None = None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -59,6 +61,32 @@ class LimitedCodec(ProtoCodec):
         return data
 
 
+class _Server(Server):
+    """grpclib's server, which also closes the connections still open when it stops.
+
+    grpclib's ``close()`` cancels the calls but leaves each connection to its client, and
+    Python 3.11's asyncio server does not close accepted connections either: an
+    application embedding ``serve()`` would keep those sockets until it exits (and
+    garbage-collect them with a ResourceWarning). ``_protocol_factory`` is grpclib's
+    hook for each new connection."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def _protocol_factory(self) -> Any:
+        protocol = super()._protocol_factory()
+        self._protocols.add(protocol)
+        return protocol
+
+    async def close_connections(self) -> None:
+        for protocol in list(self._protocols):
+            connection = getattr(protocol, "connection", None)  # set once connected
+            if connection is not None:
+                connection.close()
+        await asyncio.sleep(0)  # the transports finish closing in callbacks of the loop
+
+
 class _Authenticated:
     """A service whose handlers (but health's) first check the bearer token."""
 
@@ -85,22 +113,23 @@ class _Authenticated:
         return handler
 
 
-async def _start(dataplane: DataPlane, host: str, port: int, limit: int) -> tuple[Server, int]:
+async def _start(dataplane: DataPlane, host: str, port: int, limit: int) -> tuple[_Server, int]:
     """asyncio side: build and start the server; the port it is bound to."""
     services: list[Any] = [InferenceService(dataplane), RepositoryService(dataplane)]
     token = dataplane.settings.auth_token
     if token is not None:
         services = [_Authenticated(service, token) for service in services]
-    server = Server(services, codec=LimitedCodec(limit))
+    server = _Server(services, codec=LimitedCodec(limit))
     await server.start(host, port)
     asyncio_server: Any = server._server  # grpclib keeps the asyncio server; ask it the port
     sockets = asyncio_server.sockets if asyncio_server else ()
     return server, sockets[0].getsockname()[1] if sockets else port
 
 
-async def _stop(server: Server) -> None:
+async def _stop(server: _Server) -> None:
     server.close()
     await server.wait_closed()
+    await server.close_connections()
 
 
 async def _stop_accepting(server: Server) -> None:
