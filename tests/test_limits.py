@@ -81,6 +81,54 @@ async def test_beyond_max_concurrency_is_503_with_retry_after(
         assert r.status_code == 200  # room again: the stream starts (then hangs; we leave)
 
 
+async def test_a_burst_of_streams_never_passes_the_limit(start_server: StartServer) -> None:
+    """30 SSE streams sent in the same instant to a model limited to 3: exactly 3 run, the
+    others are refused, never queued: 503 when the request is prepared, or, for a stream
+    prepared while there was room but started when there was none, an ``event: error``
+    naming the limit (its 200 is already sent). The limit used to be checked only when a
+    request was prepared, and a burst passed it."""
+    info = await start_server(TEST_MODELS, model_max_concurrency=3)
+    slot = info.dataplane.registry.find("hang")
+    answers: list[str] = []
+    body = json.dumps({"inputs": []}).encode()
+    head = (
+        "POST /v2/models/hang/generate_stream HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+    async def one(ready: trio.Event) -> None:
+        stream = await trio.open_tcp_stream("127.0.0.1", info.http_port)
+        async with stream:
+            await ready.wait()
+            await stream.send_all(head + body)
+            data = b""
+            while b"\n\n" not in data.partition(b"\r\n\r\n")[2] and not (
+                data.startswith(b"HTTP/1.1 503") and b"}" in data
+            ):
+                data += await stream.receive_some()
+            answers.append(data.decode())
+            await go_home.wait()  # the streams that run keep running until every answer is in
+
+    go_home = trio.Event()
+    ready = trio.Event()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            for _ in range(30):
+                nursery.start_soon(one, ready)
+            await trio.sleep(0.2)  # every connection open
+            ready.set()
+            await wait_for(lambda: len(answers) == 30)
+            assert slot.in_flight == 3
+            go_home.set()
+    running = [a for a in answers if "data: " in a and "event: error" not in a]
+    refused = [a for a in answers if a not in running]
+    assert len(running) == 3, answers
+    for answer in refused:
+        assert answer.startswith(("HTTP/1.1 503", "HTTP/1.1 200")), answer
+        assert "max_concurrency" in answer, answer
+    await wait_for(lambda: slot.in_flight == 0)
+
+
 # -- timeouts --
 async def test_request_timeout_cancels_the_model_504_and_deadline_exceeded(
     start_server: StartServer, client: httpx.AsyncClient

@@ -134,8 +134,12 @@ class DataPlane:
 
     @contextmanager
     def _guarded(self, call: Call) -> Iterator[Guard]:
+        """The call's guard; it is counted from here until it ends. Checked again here,
+        with no checkpoint before the count: a call prepared while room was left may
+        start when there is none (SSE streams start once their response is under way)."""
         if self.draining:
             raise ServerShuttingDown()
+        self._check_capacity(call.slot)
         timeout = call.slot.settings.request_timeout_s or self.settings.request_timeout_s
         scope = trio.CancelScope()
         if timeout is not None:
@@ -182,16 +186,18 @@ class DataPlane:
             raise ServerShuttingDown()
         slot = self.registry.find(name, version)
         slot.check_ready()  # 503 before anything else is done
-        settings = slot.settings
-        limit = settings.max_concurrency or self.settings.model_max_concurrency
+        self._check_capacity(slot)
+        self._validate(slot, request)
+        keep = frozenset(o.name for o in request.outputs) if request.outputs else None
+        return Call(slot, request, request.id or str(uuid.uuid4()), keep)
+
+    def _check_capacity(self, slot: ModelSlot) -> None:
+        limit = slot.settings.max_concurrency or self.settings.model_max_concurrency
         if slot.in_flight >= limit:
             raise ModelOverloaded(
                 f"model {slot.name!r} is serving {limit} requests, its limit "
                 "(max_concurrency): retry later"
             )
-        self._validate(slot, request)
-        keep = frozenset(o.name for o in request.outputs) if request.outputs else None
-        return Call(slot, request, request.id or str(uuid.uuid4()), keep)
 
     def _validate(self, slot: ModelSlot, request: InferenceRequest) -> None:
         settings = slot.settings
