@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 
 from streamwise._proto import inference as bp
 from streamwise.errors import InvalidRequest
-from streamwise.grpc.convert import request_from_proto
+from streamwise.grpc.convert import CONTENTS_FIELD, request_from_proto
 from streamwise.protocol.validation import INT_RANGES, validate_request
 from streamwise.types import InferenceRequest, InferenceResponse, MetadataTensor
 
@@ -952,20 +952,6 @@ TYPED_FIELDS = {
     "fp64_contents": st.floats(),
     "bytes_contents": st.binary(max_size=10),
 }
-FIELD_OF = {
-    "BOOL": "bool_contents",
-    "UINT8": "uint_contents",
-    "UINT16": "uint_contents",
-    "UINT32": "uint_contents",
-    "UINT64": "uint64_contents",
-    "INT8": "int_contents",
-    "INT16": "int_contents",
-    "INT32": "int_contents",
-    "INT64": "int64_contents",
-    "FP32": "fp32_contents",
-    "FP64": "fp64_contents",
-    "BYTES": "bytes_contents",
-}
 RAW_SIZE = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "UINT32": 4}
 RAW_SIZE |= {"INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8}
 
@@ -1048,7 +1034,7 @@ def grpc_tensor(draw: st.DrawFn, model: ModelInfo | None, raw_mode: bool) -> tup
         if draw(st.integers(0, 9)) == 0:  # contents as well as raw
             tensor.contents.bool_contents.append(True)
     else:
-        field_name = FIELD_OF.get(datatype, "fp32_contents")
+        field_name = CONTENTS_FIELD.get(datatype, "fp32_contents")
         if how == "other field":
             field_name = draw(st.sampled_from(sorted(TYPED_FIELDS)))
         if how != "none":
@@ -1069,8 +1055,8 @@ def valid_grpc_tensor(draw: st.DrawFn, model: ModelInfo | None, name: str) -> tu
     count = math.prod(shape)
     tensor = pb2.ModelInferRequest.InferInputTensor(name=name, datatype=datatype, shape=shape)
     raw = _raw_bytes_of(draw, datatype, count)
-    if datatype in FIELD_OF:
-        field_name = FIELD_OF[datatype]
+    if datatype in CONTENTS_FIELD:
+        field_name = CONTENTS_FIELD[datatype]
         strategy = TYPED_FIELDS[field_name]
         if datatype in INT_RANGES:
             strategy = st.integers(*INT_RANGES[datatype])

@@ -91,17 +91,38 @@ def tokens(n: int, delay_s: float, **fields: object) -> dict[str, object]:
     }
 
 
-def read_events(response: httpx.Response, after: int, then: threading.Event) -> list[str]:
-    """Read SSE blocks to the end of the body; set ``then`` after ``after`` of them."""
-    events, buffer = [], ""
-    for text in response.iter_text():
-        buffer += text
-        while "\n\n" in buffer:
-            block, buffer = buffer.split("\n\n", 1)
-            events.append(block)
-            if len(events) == after:
-                then.set()
-    return events
+class SSEReader:
+    """A token-streamer SSE stream, read to its end in a thread; started once ``after``
+    events have arrived. ``events`` holds the SSE blocks, ``error`` what cut the stream."""
+
+    PATH = "/v2/models/token-streamer/generate_stream"
+
+    def __init__(self, srv: Server, n: int, delay_s: float, after: int = 2) -> None:
+        self.events: list[str] = []
+        self.error: httpx.HTTPError | None = None
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._read, args=(srv.http, n, delay_s, after))
+        self._thread.start()
+        assert self._started.wait(10), "the stream did not start"
+
+    def _read(self, base_url: str, n: int, delay_s: float, after: int) -> None:
+        buffer = ""
+        try:
+            with httpx.Client(base_url=base_url, timeout=30) as client:
+                with client.stream("POST", self.PATH, json=tokens(n, delay_s)) as response:
+                    for text in response.iter_text():
+                        buffer += text
+                        while "\n\n" in buffer:
+                            block, buffer = buffer.split("\n\n", 1)
+                            self.events.append(block)
+                            if len(self.events) == after:
+                                self._started.set()
+        except httpx.HTTPError as exc:
+            self.error = exc
+
+    def join(self, timeout: float) -> list[str]:
+        self._thread.join(timeout)
+        return self.events
 
 
 def grpc_tokens(pb: object, n: int, delay_s: float) -> object:
@@ -115,24 +136,13 @@ def grpc_tokens(pb: object, n: int, delay_s: float) -> object:
 def test_sigterm_lets_streams_in_flight_finish_and_refuses_new_work() -> None:
     pb, pb_grpc = load_stubs()
     with server(graceful_timeout=20) as srv:
-        started = threading.Event()
-        result: dict[str, object] = {}
         keepalive = httpx.Client(base_url=srv.http, timeout=10)
         assert keepalive.get("/v2/health/live").status_code == 200  # an open connection
         channel = grpc.insecure_channel(srv.grpc)
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         stub.ServerLive(pb.ServerLiveRequest(), timeout=5)  # an open HTTP/2 connection
         grpc_stream = stub.ModelStreamInfer(iter([grpc_tokens(pb, 6, 0.3)]), timeout=30)
-
-        def stream() -> None:
-            with httpx.Client(base_url=srv.http, timeout=30) as client:
-                path = "/v2/models/token-streamer/generate_stream"
-                with client.stream("POST", path, json=tokens(6, 0.3)) as response:
-                    result["events"] = read_events(response, 2, started)
-
-        reader = threading.Thread(target=stream)
-        reader.start()
-        assert started.wait(10)
+        reader = SSEReader(srv, 6, 0.3)
         srv.signal(signal.SIGTERM)
         threading.Event().wait(0.3)  # let the signal land
 
@@ -152,9 +162,9 @@ def test_sigterm_lets_streams_in_flight_finish_and_refuses_new_work() -> None:
 
         # the streams in flight finish, whole
         replies = list(grpc_stream)
-        reader.join(timeout=30)
+        events = reader.join(timeout=30)
         assert [r.outputs[0].name for r in replies] == ["token"] * 6
-        events = result["events"]
+        assert reader.error is None, reader.error
         assert len(events) == 6 and all(e.startswith("data: ") for e in events), events
         assert srv.wait(timeout=20) == 0, srv.log()
         keepalive.close()
@@ -167,30 +177,19 @@ def test_sigterm_lets_streams_in_flight_finish_and_refuses_new_work() -> None:
 def test_calls_still_running_when_the_grace_ends_are_told_why() -> None:
     pb, pb_grpc = load_stubs()
     with server(graceful_timeout=0.5) as srv:
-        started = threading.Event()
-        result: dict[str, object] = {}
         channel = grpc.insecure_channel(srv.grpc)
         stub = pb_grpc.GRPCInferenceServiceStub(channel)
         grpc_stream = stub.ModelStreamInfer(iter([grpc_tokens(pb, 1000, 0.1)]), timeout=30)
         next(grpc_stream)  # it is running
-
-        def stream() -> None:
-            with httpx.Client(base_url=srv.http, timeout=30) as client:
-                path = "/v2/models/token-streamer/generate_stream"
-                with client.stream("POST", path, json=tokens(1000, 0.1)) as response:
-                    result["events"] = read_events(response, 2, started)
-
-        reader = threading.Thread(target=stream)
-        reader.start()
-        assert started.wait(10)
+        reader = SSEReader(srv, 1000, 0.1)
         srv.signal(signal.SIGINT)
 
         with pytest.raises(grpc.RpcError) as rpc:
             list(grpc_stream)
         assert rpc.value.code() == grpc.StatusCode.UNAVAILABLE, rpc.value
         assert rpc.value.details() == "server shutting down"
-        reader.join(timeout=30)
-        events = result["events"]
+        events = reader.join(timeout=30)
+        assert reader.error is None, reader.error
         assert 2 <= len(events) < 1000, len(events)
         last = events[-1]
         assert last.startswith("event: error\ndata: "), last
@@ -202,20 +201,7 @@ def test_calls_still_running_when_the_grace_ends_are_told_why() -> None:
 
 def test_a_second_signal_stops_at_once() -> None:
     with server(graceful_timeout=60) as srv:
-        started = threading.Event()
-
-        def stream() -> None:
-            with httpx.Client(base_url=srv.http, timeout=30) as client:
-                path = "/v2/models/token-streamer/generate_stream"
-                try:
-                    with client.stream("POST", path, json=tokens(1000, 0.1)) as response:
-                        read_events(response, 1, started)
-                except httpx.HTTPError:
-                    pass  # cut: that is what stopping at once means
-
-        reader = threading.Thread(target=stream)
-        reader.start()
-        assert started.wait(10)
+        reader = SSEReader(srv, 1000, 0.1, after=1)  # cut by the second signal: no end
         srv.signal(signal.SIGTERM)
         threading.Event().wait(0.5)
         assert srv.proc.poll() is None, "the first signal must drain, not stop"

@@ -46,8 +46,14 @@ __all__ = [
     "MethodNotImplemented",
     "ModelFailed",
     "ModelLoadError",
+    "cut",
     "show",
 ]
+
+
+def cut(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, ``...`` marking the cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def show(value: Any, limit: int = 60) -> str:
@@ -57,10 +63,9 @@ def show(value: Any, limit: int = 60) -> str:
     characters there costs seconds of HPACK encoding and exceeds clients' metadata limits.
     """
     try:
-        text = repr(value)
+        return cut(repr(value), limit)
     except ValueError:  # holds an int beyond sys.get_int_max_str_digits()
         return f"<{type(value).__name__} too large to show>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class StreamwiseError(Exception):

@@ -25,7 +25,7 @@ from grpclib.server import Stream
 from .. import _bridge
 from .._proto import inference as pb
 from .._proto.inference import model_repository as repo_pb
-from ..errors import ClientTooSlow, InvalidRequest, StreamwiseError, show
+from ..errors import ClientTooSlow, InvalidRequest, StreamwiseError, cut, show
 from ..registry import ModelState
 from ..runtime import StreamError, receive_batch
 from ..runtime.dataplane import Call, DataPlane
@@ -45,13 +45,6 @@ MAX_STATUS_MESSAGE = 1000
 (a 200 kB one stalls the server for seconds) and clients cap metadata at 8-16 KiB."""
 
 
-def status_message(exc: StreamwiseError) -> str:
-    message = str(exc)
-    if len(message) > MAX_STATUS_MESSAGE:
-        message = message[: MAX_STATUS_MESSAGE - 3] + "..."
-    return message
-
-
 def _grpc_errors(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
     """Our errors -> GRPCError with the matching status, in one place."""
 
@@ -62,7 +55,7 @@ def _grpc_errors(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[
         except StreamwiseError as exc:
             if exc.grpc_status == "INTERNAL":
                 log.error("%s: %s", fn.__name__, exc)
-            raise GRPCError(Status[exc.grpc_status], status_message(exc)) from exc
+            raise GRPCError(Status[exc.grpc_status], cut(str(exc), MAX_STATUS_MESSAGE)) from exc
 
     return handler
 
