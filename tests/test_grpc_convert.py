@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from streamwise._proto import inference as pb
 from streamwise.errors import InvalidRequest
+from streamwise.grpc.encode import encode_response
 from streamwise.grpc.convert import (
     parse_message,
     request_from_proto,
@@ -249,3 +250,70 @@ def test_hostile_shapes_and_names_give_short_messages_quickly() -> None:
             request_from_proto(msg)
         assert time.perf_counter() - started < 1.0
         assert len(str(info.value)) < 300
+
+
+# -- the fast encoder (grpc/encode.py) means what response_to_proto means -----------------
+PARAMETER_VALUES = st.one_of(
+    st.booleans(),
+    st.sampled_from([0, 1, -1, 127, 128, 2**63 - 1, 2**63, 2**64 - 1, -(2**63)]),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False),
+    st.text(max_size=8),
+    st.lists(st.integers(0, 9), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(0, 9), max_size=2),
+)
+
+
+@st.composite
+def parameters(draw: st.DrawFn) -> dict[str, object] | None:
+    values = draw(st.dictionaries(st.text(min_size=1, max_size=6), PARAMETER_VALUES, max_size=3))
+    if draw(st.booleans()):
+        values["content_type"] = draw(st.sampled_from(["str", "np", "base64"]))
+    if draw(st.booleans()):
+        values["headers"] = {"x-trace": "1"}  # metadata, never a parameter
+    return draw(st.sampled_from([None, values]))
+
+
+@st.composite
+def responses(draw: st.DrawFn) -> InferenceResponse:
+    outputs = []
+    for i in range(draw(st.integers(0, 3))):
+        datatype = draw(st.sampled_from(DATATYPES))
+        shape = draw(st.lists(st.integers(0, 3), min_size=1, max_size=3))
+        n = math.prod(shape)
+        data: list[object] = draw(st.lists(elements(datatype), min_size=n, max_size=n))
+        if datatype == "BYTES" and draw(st.booleans()):
+            data = [x.decode("latin-1") for x in data]  # type: ignore[attr-defined]  # str
+        if n and len(shape) > 1 and draw(st.booleans()):
+            data = np.array(data, dtype=object).reshape(shape).tolist()  # nested
+        outputs.append(
+            {
+                "name": f"out{i}",
+                "datatype": datatype,
+                "shape": shape,
+                "data": data,
+                "parameters": draw(parameters()),
+            }
+        )
+    return InferenceResponse.model_validate(
+        {
+            "model_name": draw(st.text(min_size=1, max_size=8)),
+            "model_version": draw(st.sampled_from([None, "", "v1"])),
+            "id": draw(st.sampled_from([None, "", "abc"])),
+            "parameters": draw(parameters()),
+            "outputs": outputs,
+        }
+    )
+
+
+@given(responses(), st.booleans())
+def test_the_fast_encoder_writes_what_response_to_proto_means(
+    response: InferenceResponse, raw: bool
+) -> None:
+    from grpc_stubs import load_stubs
+
+    fast = encode_response(response, raw)
+    reference = response_to_proto(response, raw)
+    assert pb.ModelInferResponse.parse(fast) == reference
+    official = load_stubs()[0].ModelInferResponse  # the protobuf runtime reads them alike
+    assert official.FromString(fast) == official.FromString(bytes(reference))

@@ -1,9 +1,10 @@
 """``MLModel``: the base class of every model, a drop-in for ``mlserver.MLModel``.
 
 A model written for MLServer works after replacing ``mlserver`` by ``streamwise`` in its
-imports. Its coroutines run on asyncio (through the trio-asyncio loop that ``serve()``
-opens), because MLServer runtimes are asyncio code. A model written for trio or anyio says
-``async_backend = "trio"`` and runs natively in trio tasks, without the bridge.
+imports. Its coroutines run on asyncio (the native asyncio loop, uvloop when installed,
+that ``serve()`` runs in a thread of its own), because MLServer runtimes are asyncio code.
+A model written for trio or anyio says ``async_backend = "trio"`` and runs natively in
+trio tasks, without the bridge.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ class MLModel:
     """Subclass it and override ``load``, ``predict`` and/or ``predict_stream``."""
 
     async_backend: ClassVar[Literal["asyncio", "trio"]] = "asyncio"
-    """Where the model's coroutines run: ``"asyncio"`` (MLServer runtimes, the default)
-    or ``"trio"`` (trio or anyio code, no bridge crossing per call)."""
+    """Where the model's coroutines run: ``"asyncio"`` (MLServer runtimes, the default:
+    on the server's asyncio loop, in its own thread) or ``"trio"`` (trio or anyio code, in
+    the server's trio tasks, no crossing at all)."""
 
     def __init__(self, settings: ModelSettings) -> None:
         self._settings = settings

@@ -1,5 +1,8 @@
 """The model registry: every model and version the server knows, and their lifecycles.
 
+The registry holds state only; the code that loads and unloads models (calling them, on
+their backend) is ``runtime/loading.py``, which fires the events of this table.
+
 A model's lifecycle is one transition table, :data:`TRANSITIONS`, read by the code, the
 tests and ``docs/architecture.md``::
 
@@ -16,29 +19,19 @@ flight on that version to finish (a drain); new calls are refused from the momen
 from __future__ import annotations
 
 import enum
-import hashlib
-import importlib
-import importlib.util
-import logging
-import pathlib
 import re
-import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 import trio
 
-from . import runtime
-from .errors import ConfigError, ModelLoadError, ModelNotFound, ModelNotReady, StreamwiseError
+from .errors import ConfigError, ModelNotFound, ModelNotReady
 from .model import MLModel
 from .settings import ModelSettings
 from .types import State
 
 __all__ = ["ModelState", "Event", "TRANSITIONS", "ModelSlot", "ModelRegistry"]
-
-log = logging.getLogger(__name__)
 
 
 class ModelState(enum.Enum):
@@ -114,6 +107,11 @@ class ModelSlot:
             raise ModelNotReady(f"model {what} is not ready ({self.state.name}){detail}")
         return self.model
 
+    async def drained(self) -> None:
+        """Until no call holds the model (see :meth:`call`)."""
+        while self.in_flight:
+            await self._idle.wait()
+
     @contextmanager
     def call(self) -> Iterator[MLModel]:
         """Hold the model for one call; unloading waits until every call has let go."""
@@ -131,55 +129,6 @@ class ModelSlot:
 def _natural_key(version: str | None) -> list[tuple[int, int | str]]:
     parts = re.split(r"(\d+)", version or "")
     return [(1, int(p)) if p.isdigit() else (0, p) for p in parts if p]
-
-
-def _import_from_folder(path: pathlib.Path, folder: pathlib.Path, module_name: str) -> Any:
-    """Import ``path`` under a name of its own, so that two models' ``model.py`` never
-    collide; its folder is on ``sys.path`` meanwhile, so that it can import its siblings."""
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-    unique = f"_streamwise_model_{digest}_{module_name.replace('.', '_')}"
-    if unique in sys.modules:
-        return sys.modules[unique]
-    spec = importlib.util.spec_from_file_location(unique, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[unique] = module
-    sys.path.insert(0, str(folder))
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[unique]
-        raise
-    finally:
-        sys.path.remove(str(folder))
-    return module
-
-
-def import_implementation(settings: ModelSettings) -> type[MLModel]:
-    """The class named by ``implementation``, looked up in the model's folder first."""
-    module_name, _, class_name = settings.implementation.rpartition(".")
-    where = settings.source or settings.name
-    if not module_name:
-        raise ConfigError(f"{where}: field 'implementation': expected module.Class")
-    folder = settings.folder
-    try:
-        candidate = folder / (module_name.replace(".", "/") + ".py") if folder else None
-        if candidate is not None and folder is not None and candidate.is_file():
-            module = _import_from_folder(candidate, folder, module_name)
-        else:
-            module = importlib.import_module(module_name)
-        cls = getattr(module, class_name)
-    except Exception as exc:
-        raise ConfigError(
-            f"{where}: field 'implementation': cannot import {settings.implementation!r}: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    if not (isinstance(cls, type) and issubclass(cls, MLModel)):
-        raise ConfigError(
-            f"{where}: field 'implementation': {settings.implementation!r} is not an MLModel"
-        )
-    return cls
 
 
 class ModelRegistry:
@@ -228,76 +177,3 @@ class ModelRegistry:
         """True when there is at least one model and every model is READY."""
         slots = self.slots()
         return bool(slots) and all(s.state is ModelState.READY for s in slots)
-
-    async def load(self, slot: ModelSlot) -> None:
-        """Load one version; a failure leaves it FAILED with the reason, and is raised."""
-        if slot.state in (ModelState.READY, ModelState.LOADING):
-            return
-        slot.fire(Event.LOAD)
-        try:
-            cls = import_implementation(slot.settings)
-            model = cls(slot.settings)
-            ok = await runtime.call(model, model.load)
-            if ok is False:
-                raise ModelLoadError(f"model {slot.name!r}: load() returned False")
-        except Exception as exc:
-            reason = (
-                str(exc) if isinstance(exc, StreamwiseError) else f"{type(exc).__name__}: {exc}"
-            )
-            slot.fire(Event.FAILED, reason)
-            log.error("model %s failed to load: %s", slot.name, reason)
-            raise ModelLoadError(reason) from exc
-        except BaseException:
-            slot.fire(Event.FAILED, "load cancelled")
-            raise
-        model.ready = True
-        slot.model = model
-        slot.fire(Event.LOADED)
-        log.info("model %s%s ready", slot.name, f" ({slot.version})" if slot.version else "")
-
-    async def load_all(self) -> None:
-        """Load every unloaded version concurrently; failures stay in their slots."""
-
-        async def one(slot: ModelSlot) -> None:
-            try:
-                await self.load(slot)
-            except ModelLoadError:
-                pass  # recorded in the slot (state FAILED, reason) and logged
-
-        async with trio.open_nursery() as nursery:
-            for slot in self.slots():
-                if slot.state is ModelState.UNLOADED:
-                    nursery.start_soon(one, slot)
-
-    async def unload(self, slot: ModelSlot) -> None:
-        if slot.state in (ModelState.UNLOADED, ModelState.UNLOADING):
-            return
-        if slot.state is ModelState.FAILED:
-            slot.fire(Event.UNLOAD)
-            return
-        if slot.state is ModelState.LOADING:
-            raise ModelNotReady(f"model {slot.name!r} is loading; unload it once it is ready")
-        slot.fire(Event.UNLOAD)
-        while slot.in_flight:
-            await slot._idle.wait()
-        model, slot.model = slot.model, None
-        try:
-            if model is not None:
-                model.ready = False
-                await runtime.call(model, model.unload)
-        except Exception as exc:
-            slot.fire(Event.FAILED, f"unload failed: {type(exc).__name__}: {exc}")
-            raise
-        slot.fire(Event.UNLOADED)
-        log.info("model %s%s unloaded", slot.name, f" ({slot.version})" if slot.version else "")
-
-    async def unload_all(self) -> None:
-        async with trio.open_nursery() as nursery:
-            for slot in self.slots():
-                nursery.start_soon(self._unload_quietly, slot)
-
-    async def _unload_quietly(self, slot: ModelSlot) -> None:
-        try:
-            await self.unload(slot)
-        except Exception as exc:  # shutting down: log and go on with the others
-            log.error("model %s failed to unload: %s", slot.name, exc)

@@ -4,11 +4,12 @@
 
     serve(settings)                          cancel it to stop at once;
     │                                        info.shutdown() to drain, then it returns
-    └── asyncio loop (trio-asyncio)          for MLServer-style asyncio models, and grpclib
+    └── asyncio loop (its own thread)        MLServer-style asyncio models, and grpclib
+        ├── portal nursery                   trio tasks of gRPC handlers (one per call)
         ├── grpclib Server (on the loop)     gRPC; each handler crosses into trio once
         └── nursery
             ├── hypercorn.trio.serve(app)    REST + SSE; request tasks live under it
-            ├── watchdog                     logs an event loop blocked too long
+            ├── watchdog                     logs an event loop (either) blocked too long
             └── (loading the models, task_status.started(ServerInfo), then waiting
                  for info.shutdown(): drain, see _drain)
         finally: unload every model (shielded, bounded), after both transports stopped
@@ -33,6 +34,7 @@ from hypercorn.trio import serve as hypercorn_serve
 from . import _bridge, watchdog
 from .errors import ServerShuttingDown
 from .registry import ModelRegistry
+from .runtime import Backends
 from .runtime.dataplane import DataPlane
 from .settings import Settings, find_model_settings
 
@@ -134,15 +136,15 @@ async def serve(
     _hypercorn_guard.install()
 
     registry = ModelRegistry(find_model_settings(settings.model_repository_root))
-    dataplane = DataPlane(settings, registry)
-    app = WriteTimeout(create_app(dataplane), settings.write_timeout_s)
     for name in ("parallel_workers", "gzip_enabled", "metrics_endpoint"):
         if getattr(settings, name):
             log.warning(
                 "setting %s=%r is accepted but not acted upon yet", name, getattr(settings, name)
             )
 
-    async with _bridge.open_loop():
+    async with _bridge.open_loop(settings.asyncio_loop) as aio:
+        dataplane = DataPlane(settings, registry, Backends.on(aio))
+        app = WriteTimeout(create_app(dataplane), settings.write_timeout_s)
         try:
             # Both transports stop (gRPC server closed, Hypercorn's nursery cancelled)
             # before the models are unloaded in the finally below.
@@ -151,7 +153,7 @@ async def serve(
                 if settings.grpc_enabled:
                     from .grpc.server import open_grpc_server  # grpclib only when gRPC is on
 
-                    grpc_server = await stack.enter_async_context(open_grpc_server(dataplane))
+                    grpc_server = await stack.enter_async_context(open_grpc_server(dataplane, aio))
                 grpc_port = grpc_server.port if grpc_server else None
                 stop_http, http_stopped = trio.Event(), trio.Event()
                 config = _hypercorn_config(settings)
@@ -159,17 +161,19 @@ async def serve(
                     partial(_serve_http, app, config, stop_http, http_stopped)
                 )
                 if settings.event_loop_watchdog_s is not None:
-                    await nursery.start(watchdog.run, settings.event_loop_watchdog_s)
+                    await nursery.start(watchdog.run, settings.event_loop_watchdog_s, aio)
                 info = ServerInfo(settings.host, _bound_port(binds), grpc_port, dataplane)
                 if settings.load_models_at_startup:
-                    await registry.load_all()
+                    await dataplane.loader.load_all()
                 dataplane.started.set()
                 log.info(
-                    "streamwise %s serving %d model version(s) on %s, gRPC on port %s",
+                    "streamwise %s serving %d model version(s) on %s, gRPC on port %s "
+                    "(asyncio models on %s)",
                     settings.version,
                     len(registry.slots()),
                     info.http_url,
                     grpc_port,
+                    aio.kind,
                 )
                 task_status.started(info)
                 await dataplane.shutdown_requested.wait()
@@ -179,4 +183,4 @@ async def serve(
                 nursery.cancel_scope.cancel()
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(UNLOAD_TIMEOUT_S):
-                await registry.unload_all()
+                await dataplane.loader.unload_all()

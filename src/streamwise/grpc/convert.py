@@ -36,6 +36,8 @@ from ..types import InferenceRequest, InferenceResponse, Parameters
 __all__ = [
     "CONTENTS_FIELD",
     "check_types",
+    "data_to_raw",
+    "parameter_value",
     "parse_message",
     "parameters_from_proto",
     "parameters_to_proto",
@@ -183,20 +185,28 @@ def parameters_from_proto(params: Mapping[str, pb.InferParameter]) -> dict[str, 
     return out
 
 
-def _param(key: str, value: Any) -> pb.InferParameter:
+_ANY = pydantic.TypeAdapter(Any)
+
+
+def parameter_value(value: Any) -> tuple[str, Any]:
+    """Which ``InferParameter`` choice holds ``value``, and as what: anything that is not
+    a bool, a number or text travels as its JSON."""
     if isinstance(value, bool):
-        return pb.InferParameter(bool_param=value)
+        return "bool_param", value
     if isinstance(value, int):
-        if value >= 2**63:
-            return pb.InferParameter(uint64_param=value)
-        return pb.InferParameter(int64_param=value)
+        return ("uint64_param" if value >= 2**63 else "int64_param"), value
     if isinstance(value, float):
-        return pb.InferParameter(double_param=value)
+        return "double_param", value
     if isinstance(value, bytes):
-        return pb.InferParameter(string_param=value.decode("utf-8", "replace"))
+        return "string_param", value.decode("utf-8", "replace")
     if isinstance(value, str):
-        return pb.InferParameter(string_param=value)
-    return pb.InferParameter(string_param=pydantic.TypeAdapter(Any).dump_json(value).decode())
+        return "string_param", value
+    return "string_param", _ANY.dump_json(value).decode()
+
+
+def _param(value: Any) -> pb.InferParameter:
+    choice, v = parameter_value(value)
+    return pb.InferParameter(**{choice: v})
 
 
 def parameters_to_proto(params: Parameters | None) -> dict[str, pb.InferParameter]:
@@ -204,7 +214,7 @@ def parameters_to_proto(params: Parameters | None) -> dict[str, pb.InferParamete
         return {}
     values = params.model_dump()
     values.pop("headers", None)  # headers travel as gRPC metadata, not parameters
-    return {k: _param(k, v) for k, v in values.items() if v is not None}
+    return {k: _param(v) for k, v in values.items() if v is not None}
 
 
 # -- tensors ---------------------------------------------------------------------------
@@ -239,7 +249,7 @@ def _raw_to_data(raw: bytes, datatype: str, shape: list[int], name: str) -> list
     return np.frombuffer(raw, dtype=dtype).tolist()  # type: ignore[no-any-return]
 
 
-def _data_to_raw(data: Any, datatype: str) -> bytes:
+def data_to_raw(data: Any, datatype: str) -> bytes:
     flat = flatten(data)
     if datatype == "BYTES":
         parts = []
@@ -354,7 +364,7 @@ def request_to_proto(
             for o in request.outputs or ()
         ],
         raw_input_contents=(
-            [_data_to_raw(i.data.root, i.datatype) for i in request.inputs] if raw else []
+            [data_to_raw(i.data.root, i.datatype) for i in request.inputs] if raw else []
         ),
     )
 
@@ -379,7 +389,7 @@ def response_to_proto(response: InferenceResponse, raw: bool = False) -> pb.Mode
         parameters=parameters_to_proto(response.parameters),
         outputs=outputs,
         raw_output_contents=(
-            [_data_to_raw(o.data.root, o.datatype) for o in response.outputs] if raw else []
+            [data_to_raw(o.data.root, o.datatype) for o in response.outputs] if raw else []
         ),
     )
 

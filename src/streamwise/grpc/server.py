@@ -13,52 +13,18 @@ import pydantic
 import trio
 from grpclib import GRPCError, Status
 from grpclib.const import Handler
-from grpclib.encoding.proto import ProtoCodec
 from grpclib.server import Server
 
-from .. import _bridge
-from ..errors import PayloadTooLarge
+from .._bridge import AsyncioLoop
 from ..protocol import auth
 from ..runtime.dataplane import DataPlane
-from .convert import parse_message
+from .codec import LimitedCodec
 from .service import InferenceService, RepositoryService
 
 __all__ = ["open_grpc_server", "GrpcServer", "DEFAULT_MAX_MESSAGE_BYTES"]
 
 DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 CLOSE_TIMEOUT_S = 5.0
-
-
-class LimitedCodec(ProtoCodec):
-    """grpclib has no message size limit of its own: ours, both ways.
-
-    Decoding raises our errors (:class:`PayloadTooLarge`, :class:`InvalidRequest`), not
-    ``GRPCError``: on a bidi stream a later message is decoded inside the model's request
-    iterator, and only our errors come out of the pipeline as themselves (anything else
-    is the model failing, INTERNAL). ``_grpc_errors`` maps them in either place.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-
-    def _over(self, size: int, what: str) -> str | None:
-        if size <= self.limit:
-            return None
-        return (
-            f"{what} of {size} bytes is over the limit of {self.limit} bytes "
-            "(grpc_max_message_length)"
-        )
-
-    def decode(self, data: bytes, message_type: Any) -> Any:
-        if (problem := self._over(len(data), "request message")) is not None:
-            raise PayloadTooLarge(problem)
-        return parse_message(data, message_type)
-
-    def encode(self, message: Any, message_type: Any) -> bytes:
-        data = super().encode(message, message_type)
-        if (problem := self._over(len(data), "response message")) is not None:
-            raise GRPCError(Status.RESOURCE_EXHAUSTED, problem)
-        return data
 
 
 class _Server(Server):
@@ -113,13 +79,19 @@ class _Authenticated:
         return handler
 
 
-async def _start(dataplane: DataPlane, host: str, port: int, limit: int) -> tuple[_Server, int]:
+async def _start(
+    dataplane: DataPlane, aio: AsyncioLoop, host: str, port: int, limit: int
+) -> tuple[_Server, int]:
     """asyncio side: build and start the server; the port it is bound to."""
-    services: list[Any] = [InferenceService(dataplane), RepositoryService(dataplane)]
+    codec = LimitedCodec(limit)
+    services: list[Any] = [
+        InferenceService(dataplane, aio, codec),
+        RepositoryService(dataplane, aio),
+    ]
     token = dataplane.settings.auth_token
     if token is not None:
         services = [_Authenticated(service, token) for service in services]
-    server = _Server(services, codec=LimitedCodec(limit))
+    server = _Server(services, codec=codec)
     await server.start(host, port)
     asyncio_server: Any = server._server  # grpclib keeps the asyncio server; ask it the port
     sockets = asyncio_server.sockets if asyncio_server else ()
@@ -142,24 +114,23 @@ async def _stop_accepting(server: Server) -> None:
 class GrpcServer:
     port: int
     _server: Server
+    _aio: AsyncioLoop
 
     async def stop_accepting(self) -> None:
         """No new connections; open ones go on (the data plane refuses their new calls
         while draining: grpclib sends no GOAWAY)."""
-        await _bridge.to_asyncio(_stop_accepting)(self._server)
+        await self._aio.run(_stop_accepting, self._server)
 
 
 @asynccontextmanager
-async def open_grpc_server(dataplane: DataPlane) -> AsyncIterator[GrpcServer]:
-    """Serve gRPC for the duration of the block (inside the bridge's loop). Leaving the
-    block closes the server, cancelling any call still running."""
+async def open_grpc_server(dataplane: DataPlane, aio: AsyncioLoop) -> AsyncIterator[GrpcServer]:
+    """Serve gRPC on ``aio``'s loop for the duration of the block. Leaving the block
+    closes the server, cancelling any call still running."""
     settings = dataplane.settings
     limit = settings.grpc_max_message_length or DEFAULT_MAX_MESSAGE_BYTES
-    server, port = await _bridge.to_asyncio(_start)(
-        dataplane, settings.host, settings.grpc_port, limit
-    )
+    server, port = await aio.run(_start, dataplane, aio, settings.host, settings.grpc_port, limit)
     try:
-        yield GrpcServer(port, server)
+        yield GrpcServer(port, server, aio)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
-            await _bridge.to_asyncio(_stop)(server)
+            await aio.run(_stop, server)

@@ -1,10 +1,11 @@
 """``inference.GRPCInferenceService`` (and MLServer's ``ModelRepositoryService``) on grpclib.
 
-grpclib calls our handlers on asyncio (the trio-asyncio loop ``serve()`` opened). Each
-handler crosses into trio once (``_bridge.to_trio``) and does its work there, through the
-same ``DataPlane`` as REST: the model call is owned by that trio task, so a client cancel,
-a lost connection or the deadline (grpclib cancels the handler) cancels the model.
-Streams send what the pipeline has ready in one asyncio call per batch.
+grpclib calls our handlers on the bridge's asyncio loop. A handler that calls a model
+crosses into trio once (``AsyncioLoop.to_trio``) and works there, through the same
+``DataPlane`` as REST: the model call is owned by that trio task, so a client cancel, a
+lost connection or the deadline (grpclib cancels the handler) cancels the model. A stream
+is written back on the asyncio loop, a batch of responses at a time as one HTTP/2 DATA
+frame; an asyncio model's responses reach it without crossing into trio at all.
 
 Errors are mapped once, in :func:`_grpc_errors`: our error tree to its gRPC status, the
 message kept.
@@ -12,25 +13,29 @@ message kept.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import trio
 from grpclib import GRPCError, Status
 from grpclib.const import Cardinality, Handler
 from grpclib.server import Stream
 
-from .. import _bridge
+from .._bridge import ASYNCIO, AsyncioLoop
 from .._proto import inference as pb
 from .._proto.inference import model_repository as repo_pb
 from ..errors import ClientTooSlow, InvalidRequest, StreamwiseError, cut, show
 from ..registry import ModelState
-from ..runtime import StreamError, receive_batch
+from ..runtime import Requests
+from ..runtime import Stream as ModelStream
 from ..runtime.dataplane import Call, DataPlane
 from ..types import InferenceRequest, Parameters
-from .convert import parameters_to_proto, request_from_proto, response_to_proto
+from .codec import LimitedCodec
+from .convert import parameters_to_proto, request_from_proto
+from .encode import encode_response, frame
 
 __all__ = ["InferenceService", "RepositoryService"]
 
@@ -76,17 +81,43 @@ def _trailing(response_params: Parameters | None) -> dict[str, str] | None:
     return {str(k): str(v) for k, v in headers.items()} if headers else None
 
 
-async def _send_all(stream: Stream[Any, Any], messages: list[Any]) -> None:
-    """asyncio side: send a batch of messages (one bridge crossing for all of them)."""
-    for message in messages:
-        await stream.send_message(message)
+async def _send_batch(stream: Stream[Any, Any], messages: list[bytes]) -> None:
+    """Encoded messages, as one DATA payload (grpclib's ``send_message`` writes a frame
+    per message). Uses grpclib's stream internals, checked against grpclib 0.4.9
+    (``tests/test_grpc.py`` streams through it)."""
+    if not stream._send_initial_metadata_done:
+        await stream.send_initial_metadata()
+    await stream._stream.send_data(frame(messages))
+    stream._messages_sent += len(messages)
+    connection = stream._stream.connection
+    connection.messages_sent += len(messages)
+    connection.last_message_sent = time.monotonic()
+
+
+async def _send_stream(
+    stream: Stream[Any, Any], items: ModelStream[bytes], write_timeout: float
+) -> None:
+    """On the asyncio loop: every batch of the model's stream as it comes, then its
+    failure (after the messages before it: never a clean end)."""
+    while batch := await items.take(ASYNCIO):
+        try:
+            async with asyncio.timeout(write_timeout):  # blocks when the client reads nothing
+                await _send_batch(stream, batch)
+        except TimeoutError:
+            raise ClientTooSlow(
+                f"client read nothing for {write_timeout:g} s (write_timeout_s)"
+            ) from None
+    if items.failure is not None:
+        raise items.failure
 
 
 class InferenceService:
     """The V2 gRPC data plane. ``__mapping__`` is what grpclib serves."""
 
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, aio: AsyncioLoop, codec: LimitedCodec) -> None:
         self.dataplane = dataplane
+        self.aio = aio
+        self.codec = codec
 
     def __mapping__(self) -> dict[str, Handler]:
         unary = Cardinality.UNARY_UNARY
@@ -98,7 +129,7 @@ class InferenceService:
             SERVICE + "ModelMetadata": Handler(self.model_metadata, unary, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
             SERVICE + "ModelInfer": Handler(self.model_infer, unary, pb.ModelInferRequest, pb.ModelInferResponse),
             SERVICE + "ModelStreamInfer": Handler(self.model_stream_infer, Cardinality.STREAM_STREAM, pb.ModelInferRequest, pb.ModelInferResponse),
-            **repository_mapping(SERVICE, pb, self.dataplane),
+            **repository_mapping(SERVICE, pb, self.dataplane, self.aio),
         }  # fmt: skip
 
     # -- health and metadata (no model call: answered on the asyncio side) --
@@ -133,7 +164,7 @@ class InferenceService:
     async def model_metadata(self, stream: Stream[Any, Any]) -> None:
         msg = await stream.recv_message()
         assert msg is not None
-        meta = await _bridge.to_trio(self.dataplane.model_metadata)(msg.name, msg.version or None)
+        meta = await self.aio.to_trio(self.dataplane.model_metadata, msg.name, msg.version or None)
 
         def tensor(t: Any) -> pb.ModelMetadataResponseTensorMetadata:
             return pb.ModelMetadataResponseTensorMetadata(
@@ -157,77 +188,64 @@ class InferenceService:
     async def model_infer(self, stream: Stream[Any, Any]) -> None:
         msg = await stream.recv_message()
         assert msg is not None
-        reply, trailing = await _bridge.to_trio(self._infer)(msg, stream.metadata)
-        await stream.send_message(reply)
+        reply, trailing = await self.aio.to_trio(self._infer, msg, stream.metadata)
+        await stream.send_message(reply)  # already encoded: the codec passes bytes on
         await stream.send_trailing_metadata(metadata=trailing)
 
-    async def _infer(self, msg: pb.ModelInferRequest, metadata: Any) -> tuple[Any, Any]:
+    async def _infer(self, msg: pb.ModelInferRequest, metadata: Any) -> tuple[bytes, Any]:
         request, raw = request_from_proto(msg, checked=True)
         call = self.dataplane.prepare(
             msg.model_name, msg.model_version or None, _with_headers(request, metadata)
         )
         response = await self.dataplane.infer(call)
-        return response_to_proto(response, raw), _trailing(response.parameters)
+        return encode_response(response, raw), _trailing(response.parameters)
 
     @_grpc_errors
     async def model_stream_infer(self, stream: Stream[Any, Any]) -> None:
         first = await stream.recv_message()
         if first is None:
             return  # an empty request stream: nothing asked, nothing answered, status OK
-        await _bridge.to_trio(self._stream)(stream, first)
+        await self.aio.to_trio(self._stream, stream, first)
 
     async def _stream(self, stream: Stream[Any, Any], first: pb.ModelInferRequest) -> None:
         request, raw = request_from_proto(first, checked=True)
         call = self.dataplane.prepare(
             first.model_name, first.model_version or None, _with_headers(request, stream.metadata)
         )
-        model = call.slot.check_ready()
-        # The model reads further requests as they arrive: asyncio models straight from
-        # grpclib, trio models through the bridge.
-        recv: Callable[[], Awaitable[Any]] = stream.recv_message
-        if model.async_backend == "trio":
-            recv = _bridge.to_asyncio(stream.recv_message)
-        requests = self._requests(call, first, recv, stream.metadata)
+        requests = Requests(call.request, self._more(call, first, stream), on="asyncio")
 
-        def encode(response: Any) -> pb.ModelInferResponse:
-            return response_to_proto(response, raw)
+        checked = self.codec.checked_response
 
-        send_all = _bridge.to_asyncio(_send_all)
+        def encode(response: Any) -> bytes:
+            return checked(encode_response(response, raw))
+
         write_timeout = self.dataplane.settings.write_timeout_s
         async with self.dataplane.stream(call, encode, requests) as items:
-            while batch := await receive_batch(items):
-                last = batch[-1]
-                if isinstance(last, StreamError):
-                    batch.pop()
-                if batch:
-                    with trio.move_on_after(write_timeout) as sending:
-                        await send_all(stream, batch)  # blocks when the client reads nothing
-                    if sending.cancelled_caught:
-                        raise ClientTooSlow(
-                            f"client read nothing for {write_timeout:g} s (write_timeout_s)"
-                        )
-                if isinstance(last, StreamError):
-                    raise last.error  # after the messages before it: never a clean end
+            await self.aio.run(_send_stream, stream, items, write_timeout)
 
-    async def _requests(
-        self,
-        call: Call,
-        first: pb.ModelInferRequest,
-        recv: Callable[[], Awaitable[pb.ModelInferRequest | None]],
-        metadata: Any,
-    ) -> AsyncIterator[InferenceRequest]:
-        yield call.request
-        while (msg := await recv()) is not None:
+    def _more(
+        self, call: Call, first: pb.ModelInferRequest, stream: Stream[Any, Any]
+    ) -> Callable[[], Awaitable[InferenceRequest | None]]:
+        """On the asyncio loop: the stream's next request, checked, or None at its end."""
+
+        async def more() -> InferenceRequest | None:
+            msg = await stream.recv_message()
+            if msg is None:
+                return None
             if (msg.model_name, msg.model_version) != (first.model_name, first.model_version):
                 raise InvalidRequest(
                     f"one stream serves one model: got {show(msg.model_name)} after "
                     f"{show(first.model_name)}"
                 )
             request, _ = request_from_proto(msg, checked=True)
-            yield self.dataplane.follow(call, _with_headers(request, metadata))
+            return self.dataplane.follow(call, _with_headers(request, stream.metadata))
+
+        return more
 
 
-def repository_mapping(prefix: str, messages: Any, dataplane: DataPlane) -> dict[str, Handler]:
+def repository_mapping(
+    prefix: str, messages: Any, dataplane: DataPlane, aio: AsyncioLoop
+) -> dict[str, Handler]:
     """The three repository RPCs under ``prefix``, with ``messages``' types: the same
     handlers serve ``GRPCInferenceService`` and MLServer's ``ModelRepositoryService``."""
 
@@ -247,7 +265,7 @@ def repository_mapping(prefix: str, messages: Any, dataplane: DataPlane) -> dict
         async def handler(stream: Stream[Any, Any]) -> None:
             msg = await stream.recv_message()
             assert msg is not None
-            await _bridge.to_trio(action)(msg.model_name)
+            await aio.to_trio(action, msg.model_name)
             await stream.send_message(reply())
 
         return handler
@@ -264,8 +282,9 @@ def repository_mapping(prefix: str, messages: Any, dataplane: DataPlane) -> dict
 class RepositoryService:
     """MLServer's separate ``inference.model_repository.ModelRepositoryService``."""
 
-    def __init__(self, dataplane: DataPlane) -> None:
+    def __init__(self, dataplane: DataPlane, aio: AsyncioLoop) -> None:
         self.dataplane = dataplane
+        self.aio = aio
 
     def __mapping__(self) -> dict[str, Handler]:
-        return repository_mapping(REPOSITORY_SERVICE, repo_pb, self.dataplane)
+        return repository_mapping(REPOSITORY_SERVICE, repo_pb, self.dataplane, self.aio)

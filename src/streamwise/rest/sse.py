@@ -14,14 +14,12 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any
 
-import trio
 from quart.wrappers.response import ResponseBody
 
 from ..errors import StreamwiseError
 from ..protocol import sse
-from ..runtime import StreamError, receive_batch
+from ..runtime import Stream
 from ..runtime.dataplane import Call, DataPlane
 from ..types import InferenceResponse
 
@@ -37,13 +35,13 @@ class SSEBody(ResponseBody):
         self._dataplane = dataplane
         self._call = call
         self._stack = AsyncExitStack()
-        self._items: trio.MemoryReceiveChannel[bytes | StreamError] | None = None
+        self._stream: Stream[bytes] | None = None
         self._done = False
         self._failed: bytes | None = None
 
     async def __aenter__(self) -> SSEBody:
         try:
-            self._items = await self._stack.enter_async_context(
+            self._stream = await self._stack.enter_async_context(
                 self._dataplane.stream(self._call, _encode)
             )
         except StreamwiseError as exc:  # e.g. unloaded since the request was checked
@@ -65,13 +63,13 @@ class SSEBody(ResponseBody):
         if self._failed is not None:
             self._done, failed, self._failed = True, self._failed, None
             return failed
-        if self._done or self._items is None:
+        if self._done or self._stream is None:
             raise StopAsyncIteration
-        batch = await receive_batch(self._items)
-        if not batch:
+        batch = await self._stream.take()
+        if batch:
+            return b"".join(batch)
+        self._done = True
+        failure = self._stream.failure
+        if failure is None:
             raise StopAsyncIteration
-        last: Any = batch[-1]
-        if isinstance(last, StreamError):
-            self._done = True
-            batch[-1] = sse.error_event(str(last.error))
-        return b"".join(batch)  # type: ignore[arg-type]
+        return sse.error_event(str(failure))

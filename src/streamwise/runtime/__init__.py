@@ -1,19 +1,11 @@
 """Nursery-owned pipelines between transports and models, shared by REST and gRPC.
 
-Transports call :func:`infer` for unary calls and :func:`open_stream` for streams; they
-never touch a model directly. Nothing here imports a transport or asyncio.
+Transports call the :class:`~streamwise.runtime.dataplane.DataPlane`; they never touch a
+model directly, nor ask on which loop it runs (``backends.py`` decides).
 """
 
-from .calls import asyncio_loop, call, infer, iterate
-from .pipeline import StreamError, open_stream, receive_batch, single
+from .backends import Backend, Backends, Requests
+from .calls import asyncio_loop, infer
+from .pipeline import Stream, open_stream
 
-__all__ = [
-    "asyncio_loop",
-    "call",
-    "infer",
-    "iterate",
-    "open_stream",
-    "receive_batch",
-    "single",
-    "StreamError",
-]
+__all__ = ["Backend", "Backends", "Requests", "Stream", "asyncio_loop", "infer", "open_stream"]

@@ -4,6 +4,10 @@ A request is checked once, here, when a transport calls :meth:`DataPlane.prepare
 lookup, readiness, validation against the model's metadata, the request id. What comes
 back is a :class:`Call`, whose :meth:`Call.stamp` is all the per-response work the hot
 path does (id, model name and version, requested outputs).
+
+The data plane's state (guards, counts, the registry) lives on the trio thread: every
+method here is called from trio. Where a model runs is its backend's business
+(``backends.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ from ..types import (
     MetadataServerResponse,
     RepositoryIndexResponseItem,
 )
-from . import calls, pipeline
+from . import calls
+from .backends import Backends, Requests
+from .loading import ModelLoader
+from .pipeline import Stream, open_stream
 
 T = TypeVar("T")
 
@@ -98,9 +105,11 @@ class Call:
 
 
 class DataPlane:
-    def __init__(self, settings: Settings, registry: ModelRegistry) -> None:
+    def __init__(self, settings: Settings, registry: ModelRegistry, backends: Backends) -> None:
         self.settings = settings
         self.registry = registry
+        self.backends = backends
+        self.loader = ModelLoader(registry, backends)
         self.started = trio.Event()
         """Set once the models to load at startup have been loaded (or have failed)."""
         self.shutdown_requested = trio.Event()
@@ -173,7 +182,7 @@ class DataPlane:
         slot = self.registry.find(name, version)
         model = slot.model
         if model is not None and slot.state is ModelState.READY:
-            return await calls.call(model, model.metadata)
+            return await self.backends.of(model).call(model.metadata)
         return await MLModel(slot.settings).metadata()
 
     def model_ready(self, name: str, version: str | None) -> ModelSlot:
@@ -216,7 +225,7 @@ class DataPlane:
     async def infer(self, call: Call) -> InferenceResponse:
         with self._guarded(call) as guard, call.model() as model:
             with guard.scope:
-                return call.stamp(await calls.infer(model, call.request))
+                return call.stamp(await calls.infer(self.backends.of(model), model, call.request))
             raise guard.failure()  # the scope was cancelled: timeout or shutdown
 
     @asynccontextmanager
@@ -224,20 +233,26 @@ class DataPlane:
         self,
         call: Call,
         encode: Callable[[InferenceResponse], T],
-        requests: AsyncIterator[InferenceRequest] | None = None,
-    ) -> AsyncIterator[trio.MemoryReceiveChannel[T | pipeline.StreamError]]:
-        """Open the model's stream for ``call``; items are ``encode(stamped response)``."""
+        requests: Requests | None = None,
+    ) -> AsyncIterator[Stream[T]]:
+        """Open the model's stream for ``call``: items are ``encode(stamped response)``,
+        in batches, then ``stream.failure``. ``requests``: a bidirectional stream's (its
+        first is ``call.request``); else ``call.request`` alone."""
         stamp = call.stamp
 
         def finish(response: InferenceResponse) -> T:
             return encode(stamp(response))
 
         with self._guarded(call) as guard, call.model() as model:
-            reqs = requests if requests is not None else pipeline.single(call.request)
-            async with pipeline.open_stream(
-                model, reqs, finish, guard, buffer=self.settings.stream_buffer_size
-            ) as items:
-                yield items
+            async with open_stream(
+                self.backends.of(model),
+                model,
+                requests or Requests(call.request),
+                finish,
+                guard,
+                buffer=self.settings.stream_buffer_size,
+            ) as stream:
+                yield stream
 
     # -- repository --
     def repository_index(self, ready: bool | None = None) -> list[RepositoryIndexResponseItem]:
@@ -260,8 +275,8 @@ class DataPlane:
     async def load(self, name: str) -> None:
         """Load every version of ``name``; the first failure is raised, with its reason."""
         for slot in self._repository_slots(name):
-            await self.registry.load(slot)
+            await self.loader.load(slot)
 
     async def unload(self, name: str) -> None:
         for slot in self._repository_slots(name):
-            await self.registry.unload(slot)
+            await self.loader.unload(slot)

@@ -1,149 +1,130 @@
-"""The streaming pipeline: a model's generator, driven by a task, into a bounded channel.
+"""The streaming pipeline: a model's stream, driven on its own loop, into a bounded
+:class:`~streamwise._bridge.Handoff` that the transport takes in batches.
 
 ::
 
-    transport task                         pump task (same nursery)
-    ──────────────                         ─────────────────────────
-    async with open_stream(...) as items:  async for r in model.predict_stream(requests):
-        async for batch in batches(items):     await send(finish(r))   # blocks when full
-            write(batch)                   on model error: send(StreamError(err)), stop
+    transport (its loop)                       pump task (trio, this block's nursery)
+    ────────────────────                       ──────────────────────────────────────
+    async with open_stream(...) as stream:     with guard.scope:
+        while batch := await stream.take():        backend.drive(model, requests, finish)
+            write(batch)                               (on the model's loop: each response
+        if stream.failure: tell the client              -> finish -> the handoff)
+                                               on failure: handoff.end(error)
 
 The nursery is opened by ``open_stream`` in the transport's task, so the model call is
 owned by the request: when the transport leaves the block (client gone, RPC cancelled,
-stream done) the nursery is cancelled and the model's generator is closed; its
-``finally`` runs before ``open_stream`` returns. The channel's size is the backpressure:
-a model runs at most ``buffer`` responses ahead of its client.
+stream done) the nursery is cancelled, the model's generator is closed, and its
+``finally`` has run before ``open_stream`` returns. The handoff's capacity is the
+backpressure: a model runs at most ``buffer`` responses ahead of its client.
 
-``finish`` is the transport's encoder, applied in the pump task: the transport receives
-ready-to-write items, and a response that cannot be encoded becomes a ``StreamError``
-like any other failure, never a broken connection.
+``finish`` is the transport's encoder, applied where the model runs: the transport takes
+ready-to-write items, and a response that cannot be encoded fails the stream like any
+other model failure, never the connection. A transport never looks at items to learn how
+a stream ended: it reads ``stream.failure`` once the items are over.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import AsyncIterator, Callable
-from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 import trio
 
-from ..errors import StreamwiseError
+from .._bridge import TRIO, Abandoned, Handoff, Side
+from ..errors import ServerShuttingDown, StreamwiseError
 from ..model import MLModel
-from ..types import InferenceRequest, InferenceResponse
-from .calls import as_failure, check_response, iterate
+from ..types import InferenceResponse
+from .backends import Backend, Requests
+from .calls import as_failure
 
 if TYPE_CHECKING:
     from .dataplane import Guard
 
-__all__ = ["StreamError", "open_stream", "single", "receive_batch"]
+__all__ = ["Stream", "open_stream"]
 
 T = TypeVar("T")
 
-
-@dataclass(frozen=True, slots=True)
-class StreamError:
-    """The last item of a stream that failed after it started."""
-
-    error: StreamwiseError
+BATCH_LIMIT = 256
+"""Most items one ``take`` returns (one write)."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Pump(Generic[T]):
-    model: MLModel
-    requests: AsyncIterator[InferenceRequest]
-    finish: Callable[[InferenceResponse], T]
-    send: trio.MemorySendChannel[T | StreamError]
-    guard: Guard | None
+class Stream(Generic[T]):
+    """The items of one model stream, in batches, then how it ended."""
 
-    async def run(self) -> None:
-        async with self.send:
-            failure: StreamwiseError | None = None
-            try:
-                with self.guard.scope if self.guard else trio.CancelScope():
-                    await self._drive()
-                if self.guard is not None and self.guard.scope.cancelled_caught:
-                    failure = self.guard.failure()  # timed out, or the server's grace ran out
-            except trio.BrokenResourceError:
-                return  # the transport has gone; nobody is left to tell
-            except Exception as exc:
-                failure = as_failure(exc)
-            if failure is not None:
-                try:
-                    await self.send.send(StreamError(failure))
-                except trio.BrokenResourceError:
-                    return
+    __slots__ = ("_handoff",)
 
-    async def _drive(self) -> None:
-        agen = self.model.predict_stream(self.requests)
-        try:
-            async with aclosing(iterate(self.model, agen)) as responses:
-                async for response in responses:
-                    item = self.finish(check_response(self.model, response))
-                    try:  # no checkpoint while there is room: a fast model fills the
-                        self.send.send_nowait(item)  # channel and the transport writes
-                    except trio.WouldBlock:  # everything waiting at once
-                        await self.send.send(item)
-        finally:
-            # A model stopped mid-iteration of its requests (cancelled, failed, or done
-            # early) leaves the request generator suspended: close it now rather than
-            # leave it to the garbage collector (a ResourceWarning under trio).
-            requests = self.requests
-            if inspect.isasyncgen(requests) and not requests.ag_running:
-                await requests.aclose()
+    def __init__(self, handoff: Handoff[T]) -> None:
+        self._handoff = handoff
+
+    async def take(self, side: Side = TRIO) -> list[T]:
+        """Every item waiting (waiting for one if none is), on the loop ``side`` names;
+        ``[]`` once the stream has ended."""
+        batch = self._handoff.poll(BATCH_LIMIT)
+        if batch is None:
+            batch = await self._handoff.take(side.parker, BATCH_LIMIT)
+        return batch
+
+    @property
+    def failure(self) -> StreamwiseError | None:
+        """Why the stream ended early (the model failed, timed out, the server is shutting
+        down), once ``take`` has returned ``[]``; None for a clean end."""
+        failure = self._handoff.failure
+        assert failure is None or isinstance(failure, StreamwiseError)
+        return failure
 
 
-async def single(request: InferenceRequest) -> AsyncIterator[InferenceRequest]:
-    """The request stream of a REST call: one request. Awaits nothing, so it runs on any loop."""
-    yield request
+async def _pump(
+    backend: Backend,
+    model: MLModel,
+    requests: Requests,
+    finish: Callable[[InferenceResponse], T],
+    handoff: Handoff[T],
+    guard: Guard | None,
+) -> None:
+    failure: StreamwiseError | None = ServerShuttingDown("the stream was cancelled")
+    try:
+        with guard.scope if guard is not None else trio.CancelScope():
+            await backend.drive(model, requests, finish, handoff)
+        failure = None
+        if guard is not None and guard.scope.cancelled_caught:
+            failure = guard.failure()  # timed out, or the server's grace ran out
+    except Abandoned:
+        failure = None  # the transport has gone; nobody is left to tell
+    except Exception as exc:
+        failure = as_failure(exc)
+    finally:
+        handoff.end(failure)
 
 
 @asynccontextmanager
 async def open_stream(
+    backend: Backend,
     model: MLModel,
-    requests: AsyncIterator[InferenceRequest],
+    requests: Requests,
     finish: Callable[[InferenceResponse], T],
     guard: Guard | None = None,
     *,
     buffer: int = 64,
-) -> AsyncIterator[trio.MemoryReceiveChannel[T | StreamError]]:
-    """Start ``model.predict_stream(requests)`` in a task owned by this block.
+) -> AsyncIterator[Stream[T]]:
+    """Start ``model.predict_stream`` on ``backend`` in a task owned by this block.
 
     An exception raised in the block comes out as itself, not inside a group (the pump
     catches its own failures, so a group here holds the caller's exception alone).
     """
-    send, receive = trio.open_memory_channel[T | StreamError](buffer)
-    # `receive` is closed outside the nursery: closing it checkpoints, and a checkpoint in
-    # the cancelled nursery would raise a Cancelled that the nursery absorbs, silently
-    # dropping the exception that left the block.
-    async with receive:
-        try:
-            async with trio.open_nursery() as nursery:
-                pump = _Pump(model, requests, finish, send, guard)
-                nursery.start_soon(pump.run, name=f"pump:{model.name}")
-                try:
-                    yield receive
-                finally:
-                    nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
-
-
-async def receive_batch(
-    items: trio.MemoryReceiveChannel[T | StreamError], limit: int = 256
-) -> list[T | StreamError]:
-    """Wait for one item, then take every item already waiting (up to ``limit``), so that
-    the transport writes them at once. An empty list means the stream has ended."""
+    handoff: Handoff[T] = Handoff(buffer)
     try:
-        batch = [await items.receive()]
-    except trio.EndOfChannel:
-        return []
-    while len(batch) < limit and not isinstance(batch[-1], StreamError):
-        try:
-            batch.append(items.receive_nowait())
-        except (trio.WouldBlock, trio.EndOfChannel):
-            break
-    return batch
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                _pump, backend, model, requests, finish, handoff, guard, name=f"pump:{model.name}"
+            )
+            try:
+                yield Stream(handoff)
+            finally:
+                if not handoff.ended:
+                    handoff.abandon()  # left early: the model's next response raises
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

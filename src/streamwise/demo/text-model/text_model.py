@@ -1,5 +1,5 @@
 # The model of MLServer's streaming example, with `mlserver` replaced by `streamwise` in
-# its imports and nothing else: an asyncio model, run through the trio-asyncio bridge.
+# its imports and nothing else: an asyncio model, run on the asyncio loop of the bridge.
 
 import asyncio
 from collections.abc import AsyncIterator

@@ -1,0 +1,143 @@
+"""Protobuf bytes of the hot messages, written directly (sans-IO).
+
+A streamed token is one ``ModelInferResponse``. betterproto2 builds a message object and
+encodes it field by field (tens of microseconds for a tiny message); here the bytes are
+written straight from our :class:`~streamwise.types.InferenceResponse`, with exactly the
+meaning of :func:`~streamwise.grpc.convert.response_to_proto` (tests/test_grpc_convert.py
+checks that both parse to the same message, for any response). proto3 rules: fields at
+their default are left out, repeated scalars are packed, a map is repeated entries.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Any
+
+from ..codecs.lists import flatten
+from ..types import InferenceResponse, Parameters
+from .convert import data_to_raw, parameter_value
+
+__all__ = ["encode_response", "frame"]
+
+_VARINT, _FIXED64, _BYTES = 0, 1, 2
+_SMALL = [bytes([i]) for i in range(128)]
+_U64 = 1 << 64
+
+
+def _varint(value: int) -> bytes:
+    if 0 <= value < 128:
+        return _SMALL[value]
+    if value < 0:
+        value += _U64  # int32 and int64: two's complement, ten bytes
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _key(field: int, wire_type: int) -> bytes:
+    return _varint(field << 3 | wire_type)
+
+
+def _delimited(field: int, payload: bytes) -> bytes:
+    return _key(field, _BYTES) + _varint(len(payload)) + payload
+
+
+def _string(field: int, text: str) -> bytes:
+    return _delimited(field, text.encode()) if text else b""
+
+
+def _packed_varints(field: int, values: Iterable[int]) -> bytes:
+    payload = b"".join(map(_varint, values))
+    return _delimited(field, payload) if payload else b""
+
+
+def _parameter(value: Any) -> bytes:
+    choice, v = parameter_value(value)
+    if choice == "bool_param":
+        return _key(1, _VARINT) + (b"\x01" if v else b"\x00")
+    if choice == "int64_param":
+        return _key(2, _VARINT) + _varint(v)
+    if choice == "string_param":
+        text: bytes = v.encode()
+        return _key(3, _BYTES) + _varint(len(text)) + text
+    if choice == "double_param":
+        return _key(4, _FIXED64) + struct.pack("<d", v)
+    return _key(5, _VARINT) + _varint(v)  # uint64_param
+
+
+def _parameters(field: int, params: Parameters | None) -> bytes:
+    if params is None:
+        return b""
+    out = []
+    for key, value in params.model_dump().items():
+        if value is None or key == "headers":  # headers travel as metadata
+            continue
+        entry = _string(1, key) + _delimited(2, _parameter(value))
+        out.append(_delimited(field, entry))
+    return b"".join(out)
+
+
+def _contents(data: Any, datatype: str) -> bytes:
+    """InferTensorContents of ``data`` (any nesting) for ``datatype``."""
+    flat = flatten(data)
+    if not flat:
+        return b""
+    if datatype == "BYTES":
+        parts = []
+        for item in flat:
+            b = item.encode() if isinstance(item, str) else bytes(item)
+            parts.append(_key(8, _BYTES) + _varint(len(b)) + b)
+        return b"".join(parts)
+    if datatype == "FP32":
+        return _delimited(6, struct.pack(f"<{len(flat)}f", *flat))
+    if datatype == "FP64":
+        return _delimited(7, struct.pack(f"<{len(flat)}d", *flat))
+    if datatype == "BOOL":
+        return _delimited(1, bytes(1 if x else 0 for x in flat))
+    field = _INT_FIELDS[datatype]
+    return _packed_varints(field, (int(x) for x in flat))
+
+
+_INT_FIELDS = {
+    "INT8": 2, "INT16": 2, "INT32": 2,
+    "INT64": 3,
+    "UINT8": 4, "UINT16": 4, "UINT32": 4,
+    "UINT64": 5,
+}  # fmt: skip
+
+
+def encode_response(response: InferenceResponse, raw: bool = False) -> bytes:
+    """The ``ModelInferResponse`` for ``response``: raw output contents if ``raw`` (the
+    request used raw inputs) or an output is FP16, else typed contents."""
+    outputs = response.outputs
+    raw = raw or any(o.datatype == "FP16" for o in outputs)
+    parts = [
+        _string(1, response.model_name),
+        _string(2, response.model_version or ""),
+        _string(3, response.id or ""),
+        _parameters(4, response.parameters),
+    ]
+    for o in outputs:
+        tensor = [
+            _string(1, o.name),
+            _string(2, o.datatype),
+            _packed_varints(3, o.shape),
+            _parameters(4, o.parameters),
+        ]
+        if not raw:
+            contents = _contents(o.data.root, o.datatype)
+            tensor.append(_delimited(5, contents))
+        parts.append(_delimited(5, b"".join(tensor)))
+    if raw:
+        for o in outputs:
+            parts.append(_delimited(6, data_to_raw(o.data.root, o.datatype)))
+    return b"".join(parts)
+
+
+def frame(messages: list[bytes]) -> bytes:
+    """gRPC's length-prefixed message framing for a batch: one DATA payload."""
+    return b"".join(b"\x00" + len(m).to_bytes(4, "big") + m for m in messages)
