@@ -1,11 +1,11 @@
-"""The V2 REST API as a Quart-Trio app. Every route exists with and without
-``/versions/<version>``; every error is ``{"error": "..."}`` (``rest/errors.py``)."""
+"""The V2 REST API: the inference endpoints (``rest/inference.py``) in front of a
+Quart-Trio app for the rest. Every route exists with and without ``/versions/<version>``;
+every error is ``{"error": "..."}`` (``rest/errors.py``)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,9 +17,9 @@ from quart_trio import QuartTrio
 from ..errors import InvalidRequest, Unauthenticated
 from ..protocol import auth
 from ..runtime.dataplane import DataPlane
-from ..types import InferenceRequest, RepositoryIndexRequest
+from ..types import RepositoryIndexRequest
 from . import errors
-from .sse import SSEBody
+from .inference import InferenceRoutes
 
 __all__ = ["create_app", "WriteTimeout"]
 
@@ -33,15 +33,13 @@ def _json(body: bytes | str, status: int = 200) -> Response:
     return Response(body, status=status, content_type=JSON)
 
 
-async def _read_request() -> InferenceRequest:
-    body = await request.get_data(cache=False)
-    try:
-        return InferenceRequest.model_validate_json(body)
-    except pydantic.ValidationError as exc:
-        raise InvalidRequest(errors.describe_validation_error(exc)) from None
+def create_app(dataplane: DataPlane) -> InferenceRoutes:
+    """The REST API's ASGI app."""
+    return InferenceRoutes(dataplane, _quart_app(dataplane))
 
 
-def create_app(dataplane: DataPlane) -> QuartTrio:
+def _quart_app(dataplane: DataPlane) -> QuartTrio:
+    """Health, metadata, the repository, and the answers to paths nobody serves."""
     settings = dataplane.settings
     app = QuartTrio("streamwise")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_request_body_bytes
@@ -101,21 +99,7 @@ def create_app(dataplane: DataPlane) -> QuartTrio:
         dataplane.model_ready(name, version).check_ready()
         return Response(EMPTY_OK, status=200, mimetype="text/plain")
 
-    # -- inference --
-    @route("/infer", ["POST"])
-    @route("/generate", ["POST"])
-    async def infer(name: str, version: str | None = None) -> Response:
-        call = dataplane.prepare(name, version, await _read_request())
-        response = await dataplane.infer(call)
-        return _json(response.model_dump_json())
-
-    @route("/infer_stream", ["POST"])
-    @route("/generate_stream", ["POST"])
-    async def infer_stream(name: str, version: str | None = None) -> Response:
-        call = dataplane.prepare(name, version, await _read_request())
-        response = Response(SSEBody(dataplane, call), status=200, headers=SSEBody.HEADERS)
-        response.timeout = None  # Quart's RESPONSE_TIMEOUT would cut long streams
-        return response
+    # -- inference: rest/inference.py, in front of this app --
 
     # -- repository --
     @app.post("/v2/repository/index")
@@ -149,24 +133,40 @@ class WriteTimeout:
     does not, the whole request (with the stream's pipeline, so its model) is cancelled and
     Hypercorn closes the connection, as for a response it could not finish. Waiting for the
     model is not writing: only ``send`` is timed.
+
+    A send in progress is an entry in a dict; :meth:`watch` (``serve()`` runs it) looks at
+    them every ``seconds / 4``, so a blocked send is noticed after ``seconds`` to
+    ``1.25 * seconds``, and a send that completes costs no timer.
     """
 
     def __init__(self, app: Any, seconds: float) -> None:
         self.app = app
         self.seconds = seconds
+        self._sending: dict[trio.CancelScope, float] = {}
+
+    async def watch(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Cancel the requests whose send has been blocked for ``seconds``; until cancelled."""
+        task_status.started()
+        while True:
+            await trio.sleep(self.seconds / 4)
+            now = trio.current_time()
+            for guard, since in list(self._sending.items()):
+                if now - since >= self.seconds:
+                    guard.cancel()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         guard = trio.CancelScope()
+        sending = self._sending
 
         async def timed_send(message: Any) -> None:
-            guard.deadline = trio.current_time() + self.seconds
+            sending[guard] = trio.current_time()
             try:
                 await send(message)
             finally:
-                guard.deadline = math.inf
+                del sending[guard]
 
         with guard:
             await self.app(scope, receive, timed_send)

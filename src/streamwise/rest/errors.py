@@ -16,9 +16,24 @@ log = logging.getLogger(__name__)
 JSON = "application/json"
 
 
+def error_body(message: str) -> bytes:
+    return json.dumps({"error": message}, ensure_ascii=False).encode()
+
+
 def error_response(status: int, message: str) -> Response:
-    body = json.dumps({"error": message}, ensure_ascii=False)
-    return Response(body, status=status, content_type=JSON)
+    return Response(error_body(message), status=status, content_type=JSON)
+
+
+def answer_for(exc: StreamwiseError) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The one REST answer to each of our errors: status, extra headers, JSON body."""
+    if exc.http_status == 500:
+        log.error("%s", exc)
+    headers = []
+    if exc.retry_after is not None:
+        headers.append(("Retry-After", str(exc.retry_after)))
+    if exc.http_status == 401:
+        headers.append(("WWW-Authenticate", "Bearer"))
+    return exc.http_status, headers, error_body(str(exc))
 
 
 def describe_validation_error(exc: pydantic.ValidationError) -> str:
@@ -34,14 +49,8 @@ def describe_validation_error(exc: pydantic.ValidationError) -> str:
 def install(app: Quart) -> None:
     @app.errorhandler(StreamwiseError)
     async def _ours(exc: StreamwiseError) -> Response:
-        if exc.http_status == 500:
-            log.error("%s", exc)
-        response = error_response(exc.http_status, str(exc))
-        if exc.retry_after is not None:
-            response.headers["Retry-After"] = str(exc.retry_after)
-        if exc.http_status == 401:
-            response.headers["WWW-Authenticate"] = "Bearer"
-        return response
+        status, headers, body = answer_for(exc)
+        return Response(body, status=status, content_type=JSON, headers=dict(headers))
 
     @app.errorhandler(HTTPException)
     async def _http(exc: HTTPException) -> Response:

@@ -1,0 +1,255 @@
+"""The inference endpoints as a thin ASGI app in front of the Quart app.
+
+``POST /v2/models/<name>[/versions/<version>]/{infer,generate,infer_stream,generate_stream}``
+is the hot path of the REST API. Quart's request machinery (request and response objects,
+hooks, context locals) cost more than everything else a small request needs, so these
+four routes are answered here, straight on ASGI, through the same ``DataPlane`` and the
+same error mapping (``rest/errors.answer_for``); every other path goes on to Quart.
+
+Per request: the body is read (bounded by ``max_request_body_bytes``), the bearer token
+checked, the request parsed and validated once (``DataPlane.prepare``), then either one
+JSON answer or a stream of server-sent events. The request's nursery races a disconnect
+watcher against the answer, so a client that goes away cancels its model at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import pydantic
+import trio
+
+from ..errors import InvalidRequest, StreamwiseError, Unauthenticated
+from ..protocol import auth, sse
+from ..runtime.dataplane import Call, DataPlane
+from ..types import InferenceRequest, InferenceResponse
+from .errors import answer_for, describe_validation_error, error_body
+
+__all__ = ["InferenceRoutes"]
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[..., Awaitable[None]]
+
+UNARY = frozenset({"infer", "generate"})
+STREAMING = frozenset({"infer_stream", "generate_stream"})
+
+_JSON = [(b"content-type", b"application/json")]
+_SSE = [(k.lower().encode(), v.encode()) for k, v in sse.STREAM_HEADERS.items()]
+_CLOSE = (b"connection", b"close")
+
+
+def route_of(path: str) -> tuple[str, str | None, str] | None:
+    """``(model, version, action)`` for an inference path, else None."""
+    parts = path.split("/")
+    if len(parts) == 5:
+        _, v2, models, name, action = parts
+        version = None
+    elif len(parts) == 7:
+        _, v2, models, name, versions, version, action = parts
+        if versions != "versions" or not version:
+            return None
+    else:
+        return None
+    if v2 != "v2" or models != "models" or not name:
+        return None
+    if action not in UNARY and action not in STREAMING:
+        return None
+    return name, version, action
+
+
+def _encode_event(response: InferenceResponse) -> bytes:
+    return sse.data_event(response.model_dump_json())
+
+
+class _TooLarge(Exception):
+    """The body is over ``max_request_body_bytes``: it is left unread."""
+
+
+class _Gone(Exception):
+    """The client left before its body ended: nobody to answer."""
+
+
+class InferenceRoutes:
+    """ASGI: the inference endpoints here, everything else to ``app``."""
+
+    def __init__(self, dataplane: DataPlane, app: ASGIApp) -> None:
+        self.dataplane = dataplane
+        self.app = app
+        settings = dataplane.settings
+        self.root_path = settings.root_path
+        self.max_body = settings.max_request_body_bytes
+        self.token = settings.auth_token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if self.root_path and path.startswith(self.root_path):
+                path = path[len(self.root_path) :]
+            route = route_of(path)
+            if route is not None:
+                await self._answer(scope, receive, send, *route)
+                return
+        await self.app(scope, receive, send)
+
+    async def _answer(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        name: str,
+        version: str | None,
+        action: str,
+    ) -> None:
+        if scope["method"] != "POST":
+            refusal = (405, error_body("method not allowed"), [(b"allow", b"POST")])
+            await self._refuse(scope, receive, send, *refusal)
+            return
+        if self.token is not None and not auth.bearer_ok(
+            _header(scope, b"authorization"), self.token
+        ):
+            await self._refuse(scope, receive, send, *_answer_for(Unauthenticated(auth.MESSAGE)))
+            return
+        try:
+            body = await self._read_body(scope, receive)
+        except _TooLarge:
+            message = f"request body too large (over {self.max_body} bytes: max_request_body_bytes)"
+            await _send_json(send, 413, error_body(message), [_CLOSE])
+            return
+        except _Gone:
+            return
+        try:
+            call = self.dataplane.prepare(name, version, _parse(body))
+        except StreamwiseError as exc:
+            await _send_json(send, *_answer_for(exc))
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
+            try:
+                if action in STREAMING:
+                    await self._stream(call, send)
+                else:
+                    await self._infer(call, send)
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _refuse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        status: int,
+        body: bytes,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        """Answer without using the request's body; it is read all the same, so that the
+        connection stays usable (one too large to read is left, and the connection
+        closes)."""
+        try:
+            if _header(scope, b"content-length") not in (None, "0") or _header(
+                scope, b"transfer-encoding"
+            ):
+                await self._read_body(scope, receive)
+        except _TooLarge:
+            headers = [*headers, _CLOSE]
+        except _Gone:
+            return
+        await _send_json(send, status, body, headers)
+
+    async def _infer(self, call: Call, send: Send) -> None:
+        try:
+            response = await self.dataplane.infer(call)
+            body = response.model_dump_json().encode()
+        except StreamwiseError as exc:
+            await _send_json(send, *_answer_for(exc))
+            return
+        except Exception as exc:
+            log.exception("unexpected error")
+            await _send_json(send, 500, error_body(f"internal error: {type(exc).__name__}: {exc}"))
+            return
+        await _send_json(send, 200, body)
+
+    async def _stream(self, call: Call, send: Send) -> None:
+        """The model's stream is opened first, so that it starts while the headers go out
+        (and a refusal at the start, such as the concurrency limit, is a JSON error, not a
+        200); then 200 and the events; a failure after that is a last ``event: error``,
+        never a clean end."""
+        started = False
+        try:
+            async with self.dataplane.stream(call, _encode_event) as stream:
+                await send({"type": "http.response.start", "status": 200, "headers": _SSE})
+                started = True
+                while batch := await stream.take():
+                    await send({"type": "http.response.body", "body": b"".join(batch),
+                                "more_body": True})  # fmt: skip
+                failure = stream.failure
+        except StreamwiseError as exc:
+            if not started:  # could not start: unloaded since, over the limit...
+                await _send_json(send, *_answer_for(exc))
+                return
+            failure = exc
+        end = sse.error_event(str(failure)) if failure is not None else b""
+        await send({"type": "http.response.body", "body": end, "more_body": False})
+
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise _TooLarge()
+        chunks = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # http.disconnect
+                raise _Gone()
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise _TooLarge()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _parse(body: bytes) -> InferenceRequest:
+    try:
+        return InferenceRequest.model_validate_json(body)
+    except pydantic.ValidationError as exc:
+        raise InvalidRequest(describe_validation_error(exc)) from None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")  # type: ignore[no-any-return]
+    return None
+
+
+async def _send_json(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*_JSON, (b"content-length", str(len(body)).encode()), *(headers or ())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _answer_for(exc: StreamwiseError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+    status, headers, body = answer_for(exc)
+    return status, body, [(k.lower().encode(), v.encode()) for k, v in headers]
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
+    """After the body: the next message is the client going away."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    scope.cancel()
