@@ -1,13 +1,16 @@
-"""The asyncio bridge: the loop thread, both crossings (results, errors, cancellation
-either way), and the handoff between the two loops' threads."""
+"""The asyncio bridge: the asyncio loop a trio task runs (timers, sockets, other threads
+all wake it), both crossings (results, errors, cancellation either way), and the handoff
+between the two loops."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 from collections.abc import AsyncIterator
+from functools import partial
 
 import pytest
+import sniffio
 import trio
 import trio.lowlevel
 from hypothesis import given
@@ -15,6 +18,7 @@ from hypothesis import strategies as st
 
 from streamwise._bridge import (
     ASYNCIO,
+    FIRST_WINDOW,
     TRIO,
     Abandoned,
     AsyncioLoop,
@@ -24,20 +28,55 @@ from streamwise._bridge import (
 )
 
 
-@pytest.fixture(params=["uvloop", "asyncio"])
-async def aio(request: pytest.FixtureRequest) -> AsyncIterator[AsyncioLoop]:
-    async with open_loop(request.param) as loop:
-        assert loop.kind == request.param
+@pytest.fixture
+async def aio() -> AsyncIterator[AsyncioLoop]:
+    async with open_loop() as loop:
         yield loop
 
 
-async def test_run_returns_the_result_from_the_loops_thread(aio: AsyncioLoop) -> None:
-    async def where(x: int) -> tuple[int, int]:
+async def test_run_runs_the_coroutine_as_an_asyncio_task(aio: AsyncioLoop) -> None:
+    async def where(x: int) -> tuple[int, object, str]:
         await asyncio.sleep(0)
-        return x + 1, threading.get_ident()
+        return x + 1, asyncio.get_running_loop(), sniffio.current_async_library()
 
-    value, thread = await aio.run(where, 41)
-    assert value == 42 and thread == aio.thread.ident != threading.get_ident()
+    assert await aio.run(where, 41) == (42, aio.loop, "asyncio")
+    assert sniffio.current_async_library() == "trio"  # and trio's again outside
+
+
+def test_the_asyncio_internals_the_loop_is_run_by_are_there() -> None:
+    """``loop.py`` reads these (CPython 3.11-3.13); a Python that changes them fails here."""
+    loop = asyncio.SelectorEventLoop()
+    try:
+        assert hasattr(loop._ready, "popleft") and isinstance(loop._scheduled, list)
+        assert isinstance(loop._selector.fileno(), int)
+    finally:
+        loop.close()
+
+
+async def test_timers_sockets_and_other_threads_wake_the_loop(aio: AsyncioLoop) -> None:
+    served = trio.Event()
+
+    async def echo_once(stream: trio.SocketStream) -> None:
+        await stream.send_all(await stream.receive_some())
+        served.set()
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, echo_once, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+
+        async def on_asyncio() -> tuple[bytes, int]:
+            await asyncio.sleep(0.02)  # a timer, with nothing else to do meanwhile
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"ping")
+            answer = await reader.read(4)  # the selector: data from the trio side
+            writer.close()
+            other = await asyncio.to_thread(threading.get_ident)  # call_soon_threadsafe
+            return answer, other
+
+        with trio.fail_after(5):
+            answer, other = await aio.run(on_asyncio)
+        assert answer == b"ping" and other != threading.get_ident() and served.is_set()
+        nursery.cancel_scope.cancel()
 
 
 async def test_run_raises_the_tasks_own_exception(aio: AsyncioLoop) -> None:
@@ -68,16 +107,14 @@ async def test_cancelling_run_cancels_the_task_and_waits_for_its_finally(aio: As
 
 
 async def test_to_trio_from_asyncio_and_back(aio: AsyncioLoop) -> None:
-    trio_thread = threading.get_ident()
-
-    async def on_trio(x: int) -> tuple[int, int]:
+    async def on_trio(x: int) -> tuple[int, str]:
         await trio.lowlevel.checkpoint()
-        return x * 2, threading.get_ident()
+        return x * 2, sniffio.current_async_library()
 
-    async def on_asyncio() -> tuple[int, int]:
+    async def on_asyncio() -> tuple[int, str]:
         return await aio.to_trio(on_trio, 21)
 
-    assert await aio.run(on_asyncio) == (42, trio_thread)
+    assert await aio.run(on_asyncio) == (42, "trio")
 
     async def fails() -> None:
         raise ValueError("on trio")
@@ -110,11 +147,22 @@ async def test_cancelling_the_asyncio_caller_cancels_the_trio_task(aio: AsyncioL
     assert events == ["trio finally", "caller saw the cancel"]
 
 
-async def test_leaving_the_block_stops_the_thread() -> None:
+async def test_leaving_the_block_ends_what_still_runs_and_closes_the_loop() -> None:
+    events: list[str] = []
+
+    async def forever() -> None:
+        try:
+            await asyncio.sleep(3600)
+        finally:
+            events.append("finally")
+
+    async def start() -> None:
+        asyncio.get_running_loop().create_task(forever())
+        await asyncio.sleep(0)
+
     async with open_loop() as aio:
-        thread = aio.thread
-        assert thread.is_alive()
-    assert not thread.is_alive()
+        await aio.run(start)
+    assert events == ["finally"] and aio.loop.is_closed()
 
 
 # -- the handoff --
@@ -134,7 +182,7 @@ async def produce_on_asyncio(aio: AsyncioLoop, handoff: Handoff[int], n: int) ->
     await aio.run(produce)
 
 
-async def test_items_cross_threads_in_order_and_in_batches(aio: AsyncioLoop) -> None:
+async def test_items_cross_loops_in_order_and_in_batches(aio: AsyncioLoop) -> None:
     handoff: Handoff[int] = Handoff(64)
     got: list[int] = []
     batches = 0
@@ -147,13 +195,21 @@ async def test_items_cross_threads_in_order_and_in_batches(aio: AsyncioLoop) -> 
     assert batches < 20_000  # a consumer that wakes takes everything waiting
 
 
-async def test_backpressure_across_threads(aio: AsyncioLoop) -> None:
-    handoff: Handoff[int] = Handoff(3)
+async def test_backpressure_across_loops_with_a_slow_start(aio: AsyncioLoop) -> None:
+    """Before its consumer has taken anything, a producer may run FIRST_WINDOW items
+    ahead; the room doubles with each batch taken, up to the capacity, never beyond."""
+    handoff: Handoff[int] = Handoff(5)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(produce_on_asyncio, aio, handoff, 100)
         await trio.sleep(0.05)  # nobody takes
-        assert handoff.poll() == [0, 1, 2]  # the producer waits for room, no further
-        got = [0, 1, 2]
+        assert handoff.poll() == list(range(FIRST_WINDOW)) == [0, 1]
+        await trio.sleep(0.05)
+        assert handoff.poll() == [2, 3, 4, 5]  # doubled
+        await trio.sleep(0.05)
+        assert handoff.poll() == [6, 7, 8, 9, 10]  # the capacity
+        await trio.sleep(0.05)
+        got = list(range(11)) + handoff.poll()  # type: ignore[operator]
+        assert got == list(range(16))
         while batch := await handoff.take(TRIO.parker):
             got.extend(batch)
     assert got == list(range(100))

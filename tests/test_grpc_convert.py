@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from streamwise._proto import inference as pb
 from streamwise.errors import InvalidRequest
-from streamwise.grpc.encode import encode_response
 from streamwise.grpc.convert import (
     parse_message,
     request_from_proto,
@@ -20,6 +19,7 @@ from streamwise.grpc.convert import (
     response_from_proto,
     response_to_proto,
 )
+from streamwise.grpc.encode import encode_response
 from streamwise.protocol.validation import INT_RANGES
 from streamwise.types import InferenceRequest, InferenceResponse
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import sys
+
 import httpx
 import pytest
 import trio
-from conftest import DEMO, StartServer
+from conftest import DEMO, StartServer, free_port
 
 from streamwise import ServerInfo
+from streamwise.server import ACCEPTING_SOCKETS
 
 IDENTITY_BODY = {
     "id": "abc",
@@ -280,3 +284,41 @@ async def test_idle_keep_alive_connections_are_closed(start_server: StartServer)
                 while data := await stream.receive_some():
                     received += data
             assert received.startswith(b"HTTP/1.1 200") if first else received == b""
+
+
+def _listening_sockets_on(port: int) -> int:
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                local, state = line.split()[1], line.split()[3]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:
+                    count += 1
+    return count
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="SO_REUSEPORT spreads connections on Linux")
+async def test_the_rest_port_accepts_on_several_sockets_and_is_not_shared(
+    start_server: StartServer,
+) -> None:
+    """trio accepts one connection per round and socket: the REST port has several
+    sockets (server.ACCEPTING_SOCKETS), each accepting; yet a second server on the same
+    port still fails, as without SO_REUSEPORT, instead of silently sharing it."""
+    port = free_port()
+    await start_server(DEMO, http_port=port)
+    assert _listening_sockets_on(port) == ACCEPTING_SOCKETS
+    with pytest.raises(OSError) as raised:
+        await start_server(DEMO, http_port=port)
+    assert raised.value.errno == errno.EADDRINUSE
+    answered = 0
+
+    async def one() -> None:
+        nonlocal answered
+        async with httpx.AsyncClient(timeout=30) as client:
+            r = await client.get(f"http://127.0.0.1:{port}/v2/health/live")
+            answered += r.status_code == 200
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(200):
+            nursery.start_soon(one)
+    assert answered == 200

@@ -1,8 +1,8 @@
 """``MLModel``: the base class of every model, a drop-in for ``mlserver.MLModel``.
 
 A model written for MLServer works after replacing ``mlserver`` by ``streamwise`` in its
-imports. Its coroutines run on asyncio (the native asyncio loop, uvloop when installed,
-that ``serve()`` runs in a thread of its own), because MLServer runtimes are asyncio code.
+imports. Its coroutines run on asyncio (the native asyncio loop that ``serve()`` runs
+inside its trio run), because MLServer runtimes are asyncio code.
 A model written for trio or anyio says ``async_backend = "trio"`` and runs natively in
 trio tasks, without the bridge.
 """
@@ -39,8 +39,8 @@ class MLModel:
 
     async_backend: ClassVar[Literal["asyncio", "trio"]] = "asyncio"
     """Where the model's coroutines run: ``"asyncio"`` (MLServer runtimes, the default:
-    on the server's asyncio loop, in its own thread) or ``"trio"`` (trio or anyio code, in
-    the server's trio tasks, no crossing at all)."""
+    on the server's asyncio loop) or ``"trio"`` (trio or anyio code, in the server's trio
+    tasks, no crossing at all)."""
 
     def __init__(self, settings: ModelSettings) -> None:
         self._settings = settings

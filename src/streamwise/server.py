@@ -4,12 +4,12 @@
 
     serve(settings)                          cancel it to stop at once;
     │                                        info.shutdown() to drain, then it returns
-    └── asyncio loop (its own thread)        MLServer-style asyncio models, and grpclib
+    └── asyncio loop (a trio task runs it)   MLServer-style asyncio models, and grpclib
         ├── portal nursery                   trio tasks of gRPC handlers (one per call)
         ├── grpclib Server (on the loop)     gRPC; each handler crosses into trio once
         └── nursery
             ├── hypercorn.trio.serve(app)    REST + SSE; request tasks live under it
-            ├── watchdog                     logs an event loop (either) blocked too long
+            ├── watchdog                     logs an event loop blocked too long
             └── (loading the models, task_status.started(ServerInfo), then waiting
                  for info.shutdown(): drain, see _drain)
         finally: unload every model (shielded, bounded), after both transports stopped
@@ -21,7 +21,10 @@ load is FAILED, with its reason, and does not stop the others).
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
+import sys
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -72,10 +75,58 @@ class ServerInfo:
         return f"http://{host}:{self.http_port}"
 
 
-def _hypercorn_config(settings: Settings) -> HypercornConfig:
+ACCEPTING_SOCKETS = 8
+"""Listening sockets on the REST port, where the system spreads new connections (Linux)."""
+
+
+def _listening_sockets(host: str, port: int) -> list[socket.socket]:
+    """The REST port's listening sockets. trio accepts one connection per scheduling round
+    and listening socket: a hundred clients arriving while a hundred streams run would
+    each wait rounds for their turn. So on Linux there are :data:`ACCEPTING_SOCKETS`
+    sockets on the one port (``SO_REUSEPORT``, the system spreads new connections across
+    them), each with its own accept task. The port is first bound alone, to prove it free:
+    a second server on a port in use fails with "address already in use", as it would
+    without the option, instead of silently sharing it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    shared = sys.platform == "linux" and hasattr(socket, "SO_REUSEPORT")
+    for attempt in range(3):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            if not shared:
+                return [_detached_copy(probe)]
+            free = probe.getsockname()[1]
+        try:
+            return _bind_group(family, host, free, ACCEPTING_SOCKETS)
+        except OSError as exc:  # the probe's port was taken in between: try another
+            if exc.errno != errno.EADDRINUSE or port != 0 or attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _detached_copy(sock: socket.socket) -> socket.socket:
+    return socket.socket(sock.family, sock.type, fileno=sock.detach())
+
+
+def _bind_group(family: int, host: str, port: int, count: int) -> list[socket.socket]:
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _hypercorn_config(settings: Settings, sockets: list[socket.socket]) -> HypercornConfig:
     config = HypercornConfig()
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    config.bind = [f"{host}:{settings.http_port}"]
+    config.bind = [f"fd://{sock.fileno()}" for sock in sockets]
     config.root_path = settings.root_path
     config.accesslog = None
     config.keep_alive_timeout = settings.keep_alive_timeout_s
@@ -131,9 +182,21 @@ async def serve(
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``settings.model_repository_root`` until cancelled."""
-    from .rest import WriteTimeout, _hypercorn_guard, create_app
+    from .rest import _hypercorn_guard
 
     _hypercorn_guard.install()
+    sockets = _listening_sockets(settings.host, settings.http_port)  # fails here, plainly
+    try:
+        await _serve(settings, sockets, task_status)
+    finally:
+        for sock in sockets:
+            sock.close()  # unless Hypercorn took them (detached): then a no-op
+
+
+async def _serve(
+    settings: Settings, sockets: list[socket.socket], task_status: trio.TaskStatus[ServerInfo]
+) -> None:
+    from .rest import WriteTimeout, create_app
 
     registry = ModelRegistry(find_model_settings(settings.model_repository_root))
     for name in ("parallel_workers", "gzip_enabled", "metrics_endpoint"):
@@ -142,7 +205,7 @@ async def serve(
                 "setting %s=%r is accepted but not acted upon yet", name, getattr(settings, name)
             )
 
-    async with _bridge.open_loop(settings.asyncio_loop) as aio:
+    async with _bridge.open_loop() as aio:
         dataplane = DataPlane(settings, registry, Backends.on(aio))
         app = WriteTimeout(create_app(dataplane), settings.write_timeout_s)
         try:
@@ -156,24 +219,25 @@ async def serve(
                     grpc_server = await stack.enter_async_context(open_grpc_server(dataplane, aio))
                 grpc_port = grpc_server.port if grpc_server else None
                 stop_http, http_stopped = trio.Event(), trio.Event()
-                config = _hypercorn_config(settings)
+                config = _hypercorn_config(settings, sockets)
                 binds = await nursery.start(
                     partial(_serve_http, app, config, stop_http, http_stopped)
                 )
+                for sock in sockets:  # Hypercorn has them now: it listens, it closes them
+                    sock.detach()
+                await nursery.start(app.watch)
                 if settings.event_loop_watchdog_s is not None:
-                    await nursery.start(watchdog.run, settings.event_loop_watchdog_s, aio)
+                    await nursery.start(watchdog.run, settings.event_loop_watchdog_s)
                 info = ServerInfo(settings.host, _bound_port(binds), grpc_port, dataplane)
                 if settings.load_models_at_startup:
                     await dataplane.loader.load_all()
                 dataplane.started.set()
                 log.info(
-                    "streamwise %s serving %d model version(s) on %s, gRPC on port %s "
-                    "(asyncio models on %s)",
+                    "streamwise %s serving %d model version(s) on %s, gRPC on port %s",
                     settings.version,
                     len(registry.slots()),
                     info.http_url,
                     grpc_port,
-                    aio.kind,
                 )
                 task_status.started(info)
                 await dataplane.shutdown_requested.wait()

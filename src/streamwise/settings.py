@@ -86,10 +86,7 @@ class Settings(_Frozen):
     """When set, every endpoint but health needs ``Authorization: Bearer <token>`` (REST) or
     ``authorization: Bearer <token>`` metadata (gRPC)."""
     event_loop_watchdog_s: float | None = Field(1.0, gt=0)
-    """Log (with the stack) when an event loop is blocked this long; None: off."""
-    asyncio_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
-    """The loop asyncio models and gRPC run on, in a thread of their own: uvloop when it is
-    installed ("auto"), or it must be ("uvloop"), or asyncio's own ("asyncio")."""
+    """Log (with the stack) when the event loop is blocked this long; None: off."""
 
     # -- MLServer's, accepted so its files load; not (yet) acted upon: see docs/running.md
     parallel_workers: int | None = None

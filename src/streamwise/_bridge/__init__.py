@@ -1,13 +1,14 @@
 """The asyncio bridge: the only code in streamwise that runs asyncio.
 
 MLServer runtimes are asyncio code and grpclib is an asyncio server; both run on one
-native asyncio loop (uvloop when installed) in a thread of its own (``loop.py``). Streams
-cross between that loop and trio in batches, through a :class:`Handoff` (``handoff.py``).
+native asyncio loop that a trio task runs in turns, inside the trio run (``loop.py``).
+Streams go between the two loops in batches, through a :class:`Handoff` (``handoff.py``).
 """
 
 from .handoff import (
     ASYNCIO,
     FAIR_EVERY,
+    FIRST_WINDOW,
     TRIO,
     Abandoned,
     AsyncioParker,
@@ -17,23 +18,23 @@ from .handoff import (
     TrioParker,
     fill,
 )
-from .loop import CLOSE_TIMEOUT_S, AsyncioLoop, LoopKind, LoopStopped, every, open_loop
+from .loop import CLOSE_TIMEOUT_S, TURN_S, AsyncioLoop, LoopStopped, open_loop
 
 __all__ = [
     "ASYNCIO",
     "FAIR_EVERY",
+    "FIRST_WINDOW",
     "TRIO",
+    "TURN_S",
     "Abandoned",
     "AsyncioLoop",
     "AsyncioParker",
     "CLOSE_TIMEOUT_S",
     "Handoff",
-    "LoopKind",
     "LoopStopped",
     "Parker",
     "Side",
     "TrioParker",
-    "every",
     "fill",
     "open_loop",
 ]

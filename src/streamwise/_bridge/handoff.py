@@ -1,5 +1,5 @@
 """A bounded queue of stream items between a producer and a consumer that may run on
-different event loops in different threads, taken in batches.
+different event loops (and, in general, in different threads), taken in batches.
 
 ::
 
@@ -44,6 +44,9 @@ __all__ = [
 
 T = TypeVar("T")
 X = TypeVar("X")
+
+FIRST_WINDOW = 2
+"""Items a producer may put before its consumer has taken any (see :class:`Handoff`)."""
 
 FAIR_EVERY = 16
 """A producer that never waits yields to its loop after this many items, so that a model
@@ -103,6 +106,9 @@ class AsyncioParker:
     def unpark(self) -> None:
         if threading.get_ident() == self._thread:
             _wake(self._future)
+            wake = getattr(self._loop, "wake", None)  # a loop run by trio (loop.py)
+            if wake is not None:
+                wake()
             return
         try:
             self._loop.call_soon_threadsafe(_wake, self._future)
@@ -115,10 +121,15 @@ class AsyncioParker:
 
 class Handoff(Generic[T]):
     """Items from one producer to one consumer, at most ``capacity`` waiting: the
-    backpressure of a stream. ``failure`` says how the producer ended (None: cleanly)."""
+    backpressure of a stream. ``failure`` says how the producer ended (None: cleanly).
 
-    __slots__ = ("_lock", "_items", "_capacity", "_ended", "failure", "_abandoned",
-                 "_consumer", "_producer")  # fmt: skip
+    The room starts at :data:`FIRST_WINDOW` items and doubles with each batch the consumer
+    takes, up to ``capacity`` (a slow start): a hundred streams starting together do not
+    first run every model ``capacity`` items ahead, holding the interpreter while their
+    clients wait for a first token, but each gets its first items written at once."""
+
+    __slots__ = ("_lock", "_items", "_capacity", "_window", "_ended", "failure",
+                 "_abandoned", "_consumer", "_producer", "_producer_thread")  # fmt: skip
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
@@ -126,11 +137,13 @@ class Handoff(Generic[T]):
         self._lock = threading.Lock()
         self._items: deque[T] = deque()
         self._capacity = capacity
+        self._window = min(FIRST_WINDOW, capacity)
         self._ended = False
         self.failure: Exception | None = None
         self._abandoned = False
         self._consumer: Parker | None = None
         self._producer: Parker | None = None
+        self._producer_thread: int | None = None
 
     # -- the producer's side --
     def offer(self, item: T) -> bool:
@@ -141,9 +154,10 @@ class Handoff(Generic[T]):
                 raise Abandoned()
             if self._ended:
                 raise RuntimeError("offer() after end()")
-            if len(self._items) >= self._capacity:
+            if len(self._items) >= self._window:
                 return False
             self._items.append(item)
+            self._producer_thread = threading.get_ident()
             parked, self._consumer = self._consumer, None
         if parked is not None:
             parked.unpark()
@@ -154,7 +168,7 @@ class Handoff(Generic[T]):
         while not self.offer(item):
             park = parker()
             with self._lock:
-                full = len(self._items) >= self._capacity and not self._abandoned
+                full = len(self._items) >= self._window and not self._abandoned
                 if full:
                     self._producer = park
             if full:
@@ -219,10 +233,16 @@ class Handoff(Generic[T]):
     def ended(self) -> bool:
         return self._ended
 
+    def producing_here(self) -> bool:
+        """The producer runs in this thread (on this loop), and has not ended."""
+        return self._producer_thread == threading.get_ident() and not self._ended
+
     def _take_locked(self, limit: int) -> list[T] | None:
         items = self._items
         if not items:
             return None
+        if self._window < self._capacity:
+            self._window = min(self._capacity, self._window * 2)
         if len(items) <= limit:
             batch = list(items)
             items.clear()

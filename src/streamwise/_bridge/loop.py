@@ -1,88 +1,137 @@
-"""A native asyncio event loop (uvloop when installed) in a thread of its own, owned by a
-trio block, and the two ways across.
+"""A native asyncio event loop, run inside the trio run by a trio task, and the two ways
+across.
 
 ::
 
-    trio thread                                    asyncio thread ("streamwise-asyncio")
-    ───────────                                    ─────────────────────────────────────
-    async with open_loop() as aio:                 loop.run_forever() (asyncio.Runner)
-        await aio.run(fn, *args)  ─────────────►   task = create_task(fn(*args))
-          (cancelled: task.cancel(), then waits    ◄── done: TrioToken.run_sync_soon
-           for the task to finish)
-        portal nursery  ◄───────────────────────   await aio.to_trio(fn, *args)
-          task: await fn(*args)  ───────────────►    (cancelled: the trio task's scope is
-                                                      cancelled, then it waits for it)
+    trio task "asyncio loop" (open_loop)            what it runs, in turns
+    ────────────────────────────────────            ──────────────────────
+    while True:                                     asyncio: every ready callback, I/O
+        one turn: loop iterations until nothing       polled without waiting, until the
+          is ready or the turn is spent               turn is spent (then trio's tasks)
+        nothing ready: wait for the loop's
+          selector (its I/O), its next timer,       trio: Hypercorn, the data plane,
+          or a wake-up from trio code               trio models, the transports
 
-MLServer runtimes (asyncio code) run on this loop, and grpclib with them; trio keeps
-Hypercorn, the data plane and trio-native models. Each crossing is one thread-safe call
-each way; a stream crosses once per batch (``handoff.py``), not once per item.
+``run`` starts an asyncio task from trio and waits for it; ``to_trio`` starts a trio task
+(in the portal nursery) from asyncio and waits for it. Both are plain calls in one thread:
+no locks, no thread hand-overs, no system calls. MLServer runtimes (asyncio code) and
+grpclib run on this loop; while they run, nothing else does, as in MLServer's own single
+event loop; each turn is bounded (``MAX_TURN_S``), so that neither loop starves the other.
+
+The loop is asyncio's own (``SelectorEventLoop``), run one iteration at a time with its
+documented idiom, ``loop.stop(); loop.run_forever()``, which polls I/O without waiting.
+What to wait for between turns is read from its standard internals (``_ready``,
+``_scheduled``, ``_selector``; CPython 3.11 to 3.13): ``tests/test_bridge.py`` fails if
+they change. uvloop cannot be stepped like this (its next timer is not visible).
 
 Ownership: every asyncio task ``run`` starts is awaited by the trio task that started it,
 which does not return (even when cancelled) before the asyncio task has finished, so a
 model's ``finally`` has run by then. Trio tasks started from asyncio live in the portal
 nursery, inside the ``open_loop`` block, and the asyncio side waits for them likewise.
-Leaving the block cancels what is left on both sides and stops the thread.
+Leaving the block cancels what is left on both sides and closes the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
+import math
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import outcome
+import sniffio
 import trio
 
-__all__ = ["AsyncioLoop", "LoopKind", "LoopStopped", "every", "open_loop", "CLOSE_TIMEOUT_S"]
+__all__ = ["AsyncioLoop", "LoopStopped", "open_loop", "CLOSE_TIMEOUT_S", "MAX_TURN_S", "TURN_S"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-LoopKind = Literal["auto", "uvloop", "asyncio"]
 
 CLOSE_TIMEOUT_S = 5.0
 """How long a cancelled call on the other side may take to finish (its ``finally``)
 before the canceller stops waiting for it (and logs it)."""
 
+TURN_S = 0.001
+MAX_TURN_S = 0.010
+"""A turn of the asyncio loop, while it has work, lasts as long as trio's tasks took since
+its last one, within ``[TURN_S, MAX_TURN_S]``: with both loops busy each gets half the
+time, and under load a turn runs each model for several responses, which the transports
+then write as one batch; an idle trio gives the asyncio loop short turns (low latency)."""
+
 
 class LoopStopped(RuntimeError):
-    """The asyncio loop stopped before the call finished."""
+    """The loop stopped before the call finished."""
 
 
-def _loop_factory(kind: LoopKind) -> tuple[Callable[[], asyncio.AbstractEventLoop], str]:
-    if kind in ("auto", "uvloop"):
-        try:
-            import uvloop
-        except ImportError:
-            if kind == "uvloop":
-                raise
-        else:
-            return uvloop.new_event_loop, "uvloop"
-    return asyncio.new_event_loop, "asyncio"
+class _Loop(asyncio.SelectorEventLoop):
+    """asyncio's loop, knowing how to wake the trio task that runs it. Nothing of
+    asyncio's behaviour is changed."""
+
+    wake: Callable[[], None] = staticmethod(lambda: None)
 
 
-def _notify(token: trio.lowlevel.TrioToken, fn: Callable[[], object]) -> None:
-    try:
-        token.run_sync_soon(fn)
-    except trio.RunFinishedError:
-        pass  # the trio run is over: nobody waits any more
-
-
-@dataclass(eq=False)
 class AsyncioLoop:
-    """The running asyncio loop, its thread, and the trio side's handles."""
+    """The asyncio loop inside this trio run, and the two ways across."""
 
-    loop: asyncio.AbstractEventLoop
-    kind: str
-    """``"uvloop"`` or ``"asyncio"``."""
-    thread: threading.Thread
-    token: trio.lowlevel.TrioToken
-    portal: trio.Nursery
-    """Where trio tasks started from asyncio (``to_trio``) live."""
+    def __init__(self, loop: _Loop, portal: trio.Nursery) -> None:
+        self.loop = loop
+        self.portal = portal
+        """Where trio tasks started from asyncio (``to_trio``) live."""
+        self._sleeping: trio.CancelScope | None = None
+        self._running = trio.CancelScope(shield=True)
+        """Around ``drive``: the loop turns until ``open_loop`` ends it, even while the
+        block is being cancelled (its cleanup may need asyncio)."""
+        loop.wake = self.wake
+
+    def wake(self) -> None:
+        """From trio: the loop has work (a task, a callback); run it at the next turn."""
+        if self._sleeping is not None:
+            self._sleeping.cancel()
+
+    # -- the trio task that runs the loop --
+    async def drive(self) -> None:
+        with self._running:
+            await self._turns()
+
+    async def _turns(self) -> None:
+        loop = self.loop
+        selector = loop._selector  # type: ignore[attr-defined]
+        fd = selector.fileno()
+        ready: Any = loop._ready  # type: ignore[attr-defined]  # deque of handles
+        scheduled: list[asyncio.TimerHandle] = loop._scheduled  # type: ignore[attr-defined]
+        until = 0.0
+
+        def turn_over() -> None:
+            """A callback in every iteration: stops the loop when nothing else is ready,
+            or the turn is spent."""
+            if not ready or time.perf_counter() >= until:
+                loop.stop()
+            else:
+                loop.call_soon(turn_over)
+
+        turn = TURN_S
+        while True:
+            until = time.perf_counter() + turn
+            loop.call_soon(turn_over)
+            previous, sniffio.thread_local.name = sniffio.thread_local.name, "asyncio"
+            try:
+                loop.run_forever()
+            finally:
+                sniffio.thread_local.name = previous
+            if ready:  # still busy: trio's tasks run, then another turn, as long as theirs
+                yielded = time.perf_counter()
+                await trio.lowlevel.checkpoint()
+                turn = min(MAX_TURN_S, max(TURN_S, time.perf_counter() - yielded))
+                continue
+            turn = TURN_S
+            timeout = max(0.0, scheduled[0].when() - loop.time()) if scheduled else math.inf
+            with trio.move_on_after(timeout) as self._sleeping:
+                await trio.lowlevel.wait_readable(fd)
+            self._sleeping = None
 
     # -- from trio --
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -91,38 +140,22 @@ class AsyncioLoop:
         Cancelling the caller cancels the task and waits (shielded, at most
         :data:`CLOSE_TIMEOUT_S`) until it has finished before ``Cancelled`` goes on."""
         done = trio.Event()
-        token = self.token
-        started: list[asyncio.Task[T]] = []
-
-        def finished(_: object) -> None:
-            _notify(token, done.set)
-
-        def start() -> None:
-            task = self.loop.create_task(_call(fn, args))
-            started.append(task)
-            task.add_done_callback(finished)
-
-        self.loop.call_soon_threadsafe(start)
+        task = self.loop.create_task(_call(fn, args))
+        task.add_done_callback(lambda _: done.set())
+        self.wake()
         try:
             await done.wait()
         except BaseException:
-            self.loop.call_soon_threadsafe(_cancel_first, started)
+            task.cancel()
+            self.wake()
             with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S) as waited:
                 await done.wait()
             if waited.cancelled_caught:
                 log.warning("%s: still running %g s after it was cancelled", fn, CLOSE_TIMEOUT_S)
             raise
-        task = started[0]
         if task.cancelled():
             raise LoopStopped(f"the asyncio loop stopped while running {fn!r}")
-        exc = task.exception()
-        if exc is not None:
-            raise exc
         return task.result()
-
-    def call_soon(self, fn: Callable[..., object], *args: Any) -> None:
-        """``fn(*args)`` on the loop, soon; not waited for."""
-        self.loop.call_soon_threadsafe(fn, *args)
 
     # -- from asyncio --
     async def to_trio(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -130,8 +163,7 @@ class AsyncioLoop:
 
         Cancelling the asyncio caller cancels the trio task and waits (at most
         :data:`CLOSE_TIMEOUT_S`) until it has finished before ``CancelledError`` goes on."""
-        loop = self.loop
-        future: asyncio.Future[outcome.Outcome[T]] = loop.create_future()
+        future: asyncio.Future[outcome.Outcome[T] | None] = self.loop.create_future()
         scope = trio.CancelScope()
 
         async def in_trio() -> None:
@@ -143,13 +175,15 @@ class AsyncioLoop:
                     except Exception as exc:  # Cancelled is not captured: it goes on
                         result = outcome.Error(exc)
             finally:  # a Cancelled from our scope ended above; the portal's goes on
-                _resolve_threadsafe(loop, future, result)
+                if not future.done():
+                    future.set_result(result)
+                    self.wake()
 
-        self.token.run_sync_soon(self.portal.start_soon, in_trio)
+        self.portal.start_soon(in_trio)
         try:
             got = await asyncio.shield(future)
         except asyncio.CancelledError:
-            self.token.run_sync_soon(scope.cancel)
+            scope.cancel()
             try:
                 await asyncio.wait_for(asyncio.shield(future), CLOSE_TIMEOUT_S)
             except TimeoutError:
@@ -164,75 +198,37 @@ async def _call(fn: Callable[..., Awaitable[T]], args: tuple[Any, ...]) -> T:
     return await fn(*args)
 
 
-async def every(seconds: float, fn: Callable[[], object]) -> None:
-    """On the asyncio loop: ``fn()`` every ``seconds``, until cancelled."""
-    while True:
-        fn()
-        await asyncio.sleep(seconds)
-
-
-def _cancel_first(started: list[asyncio.Task[Any]]) -> None:
-    if started:
-        started[0].cancel()
-
-
-def _resolve(future: asyncio.Future[Any], result: object) -> None:
-    if not future.done():
-        future.set_result(result)
-
-
-def _resolve_threadsafe(
-    loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: object
-) -> None:
-    try:
-        loop.call_soon_threadsafe(_resolve, future, result)
-    except RuntimeError:
-        pass  # the loop is closed: nobody waits any more
-
-
 @asynccontextmanager
-async def open_loop(kind: LoopKind = "auto") -> AsyncIterator[AsyncioLoop]:
-    """Run an asyncio loop in a new thread for the duration of the block."""
-    factory, name = _loop_factory(kind)
-    token = trio.lowlevel.current_trio_token()
-    started, stopped = trio.Event(), trio.Event()
-    handles: dict[str, Any] = {}
-
-    async def serve_forever() -> None:
-        handles["loop"] = asyncio.get_running_loop()
-        handles["stop"] = stop = asyncio.Event()
-        _notify(token, started.set)
-        await stop.wait()
-
-    def thread_main() -> None:
-        try:
-            with asyncio.Runner(loop_factory=factory) as runner:
-                runner.run(serve_forever())
-        except BaseException:
-            log.exception("the asyncio loop's thread failed")
-        finally:
-            _notify(token, started.set)  # in case it failed before it started
-            _notify(token, stopped.set)
-
-    thread = threading.Thread(target=thread_main, name="streamwise-asyncio", daemon=True)
-    thread.start()
+async def open_loop() -> AsyncIterator[AsyncioLoop]:
+    """Run an asyncio loop inside this trio run for the duration of the block."""
+    loop = _Loop()
     try:
-        with trio.CancelScope(shield=True):
-            await started.wait()
-        if "stop" not in handles:
-            raise RuntimeError(f"the asyncio loop ({name}) did not start; see the log")
-        async with trio.open_nursery() as portal:
+        async with trio.open_nursery() as nursery:
             try:
-                yield AsyncioLoop(handles["loop"], name, thread, token, portal)
+                async with trio.open_nursery() as portal:
+                    aio = AsyncioLoop(loop, portal)
+                    nursery.start_soon(aio.drive, name="asyncio loop")
+                    try:
+                        yield aio
+                    finally:
+                        portal.cancel_scope.cancel()
             finally:
-                portal.cancel_scope.cancel()
+                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+                    await _finish(aio)
+                aio._running.cancel()
     finally:
-        stop: asyncio.Event | None = handles.get("stop")
-        if stop is not None:
-            try:
-                handles["loop"].call_soon_threadsafe(stop.set)
-            except RuntimeError:
-                pass  # already closed
-        with trio.CancelScope(shield=True):
-            await stopped.wait()
-        thread.join()
+        loop.close()
+
+
+async def _finish(aio: AsyncioLoop) -> None:
+    """Cancel the asyncio tasks still running and let them (and async generators) end."""
+
+    async def end_everything() -> None:
+        this = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not this]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await aio.loop.shutdown_asyncgens()
+
+    await aio.run(end_everything)

@@ -73,7 +73,11 @@ def _parameters(field: int, params: Parameters | None) -> bytes:
     if params is None:
         return b""
     out = []
-    for key, value in params.model_dump().items():
+    # its fields and extras as they are (what model_dump() gives, minus its cost)
+    values = params.__dict__
+    if params.__pydantic_extra__:
+        values = {**values, **params.__pydantic_extra__}
+    for key, value in values.items():
         if value is None or key == "headers":  # headers travel as metadata
             continue
         entry = _string(1, key) + _delimited(2, _parameter(value))

@@ -25,6 +25,7 @@ a stream ended: it reads ``stream.failure`` once the items are over.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Generic, TypeVar
@@ -48,6 +49,11 @@ T = TypeVar("T")
 BATCH_LIMIT = 256
 """Most items one ``take`` returns (one write)."""
 
+LINGER_S = 0.0005
+LINGER_ITEMS = 64
+"""A consumer on the producer's own loop takes a batch that is still growing for at most
+``LINGER_S`` or ``LINGER_ITEMS``: see :meth:`Stream.take`."""
+
 
 class Stream(Generic[T]):
     """The items of one model stream, in batches, then how it ended."""
@@ -59,10 +65,25 @@ class Stream(Generic[T]):
 
     async def take(self, side: Side = TRIO) -> list[T]:
         """Every item waiting (waiting for one if none is), on the loop ``side`` names;
-        ``[]`` once the stream has ended."""
-        batch = self._handoff.poll(BATCH_LIMIT)
+        ``[]`` once the stream has ended.
+
+        When the producer runs on this same loop, a consumer woken by its first item would
+        take that item alone, and write once per item. So while the producer keeps adding,
+        the consumer lets the loop turn and takes those too, for at most :data:`LINGER_S`
+        or :data:`LINGER_ITEMS`; a producer that adds nothing in one turn (waiting for its
+        model) ends the batch at once. Across threads batches form by themselves."""
+        handoff = self._handoff
+        batch = handoff.poll(BATCH_LIMIT)
         if batch is None:
-            batch = await self._handoff.take(side.parker, BATCH_LIMIT)
+            batch = await handoff.take(side.parker, BATCH_LIMIT)
+        if batch and handoff.producing_here():
+            until = time.monotonic() + LINGER_S
+            while len(batch) < LINGER_ITEMS and time.monotonic() < until:
+                await side.pause()
+                more = handoff.poll(BATCH_LIMIT - len(batch))
+                if not more:
+                    break
+                batch += more
         return batch
 
     @property
