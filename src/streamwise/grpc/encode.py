@@ -20,7 +20,6 @@ from .convert import data_to_raw, parameter_value
 
 __all__ = ["encode_response", "frame"]
 
-_VARINT, _FIXED64, _BYTES = 0, 1, 2
 _SMALL = [bytes([i]) for i in range(128)]
 _U64 = 1 << 64
 
@@ -38,50 +37,60 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
-def _key(field: int, wire_type: int) -> bytes:
-    return _varint(field << 3 | wire_type)
+def _length(payload: bytes) -> bytes:
+    n = len(payload)
+    return _SMALL[n] if n < 128 else _varint(n)
+
+
+# the key of field N with wire type length-delimited (2), varint (0), 64-bit (1)
+_LD = [bytes([n << 3 | 2]) for n in range(16)]
+_VAR = [bytes([n << 3]) for n in range(16)]
+_F64 = [bytes([n << 3 | 1]) for n in range(16)]
 
 
 def _delimited(field: int, payload: bytes) -> bytes:
-    return _key(field, _BYTES) + _varint(len(payload)) + payload
+    return _LD[field] + _length(payload) + payload
 
 
 def _string(field: int, text: str) -> bytes:
-    return _delimited(field, text.encode()) if text else b""
+    if not text:
+        return b""
+    data = text.encode()
+    return _LD[field] + _length(data) + data
 
 
 def _packed_varints(field: int, values: Iterable[int]) -> bytes:
     payload = b"".join(map(_varint, values))
-    return _delimited(field, payload) if payload else b""
+    return _LD[field] + _length(payload) + payload if payload else b""
 
 
 def _parameter(value: Any) -> bytes:
     choice, v = parameter_value(value)
     if choice == "bool_param":
-        return _key(1, _VARINT) + (b"\x01" if v else b"\x00")
+        return b"\x08\x01" if v else b"\x08\x00"
     if choice == "int64_param":
-        return _key(2, _VARINT) + _varint(v)
+        return _VAR[2] + _varint(v)
     if choice == "string_param":
-        text: bytes = v.encode()
-        return _key(3, _BYTES) + _varint(len(text)) + text
+        return _string(3, v) or b"\x1a\x00"  # set, even empty: a oneof has presence
     if choice == "double_param":
-        return _key(4, _FIXED64) + struct.pack("<d", v)
-    return _key(5, _VARINT) + _varint(v)  # uint64_param
+        return _F64[4] + struct.pack("<d", v)
+    return _VAR[5] + _varint(v)  # uint64_param
 
 
 def _parameters(field: int, params: Parameters | None) -> bytes:
     if params is None:
         return b""
-    out = []
     # its fields and extras as they are (what model_dump() gives, minus its cost)
     values = params.__dict__
     if params.__pydantic_extra__:
         values = {**values, **params.__pydantic_extra__}
-    for key, value in values.items():
-        if value is None or key == "headers":  # headers travel as metadata
+    key = _LD[field]
+    out = []
+    for name, value in values.items():
+        if value is None or name == "headers":  # headers travel as metadata
             continue
-        entry = _string(1, key) + _delimited(2, _parameter(value))
-        out.append(_delimited(field, entry))
+        entry = _string(1, name) + _delimited(2, _parameter(value))
+        out.append(key + _length(entry) + entry)
     return b"".join(out)
 
 
@@ -91,10 +100,11 @@ def _contents(data: Any, datatype: str) -> bytes:
     if not flat:
         return b""
     if datatype == "BYTES":
+        key = _LD[8]
         parts = []
         for item in flat:
             b = item.encode() if isinstance(item, str) else bytes(item)
-            parts.append(_key(8, _BYTES) + _varint(len(b)) + b)
+            parts.append(key + _length(b) + b)
         return b"".join(parts)
     if datatype == "FP32":
         return _delimited(6, struct.pack(f"<{len(flat)}f", *flat))
@@ -102,8 +112,7 @@ def _contents(data: Any, datatype: str) -> bytes:
         return _delimited(7, struct.pack(f"<{len(flat)}d", *flat))
     if datatype == "BOOL":
         return _delimited(1, bytes(1 if x else 0 for x in flat))
-    field = _INT_FIELDS[datatype]
-    return _packed_varints(field, (int(x) for x in flat))
+    return _packed_varints(_INT_FIELDS[datatype], (int(x) for x in flat))
 
 
 _INT_FIELDS = {
@@ -125,17 +134,17 @@ def encode_response(response: InferenceResponse, raw: bool = False) -> bytes:
         _string(3, response.id or ""),
         _parameters(4, response.parameters),
     ]
+    key = _LD[5]
     for o in outputs:
-        tensor = [
-            _string(1, o.name),
-            _string(2, o.datatype),
-            _packed_varints(3, o.shape),
-            _parameters(4, o.parameters),
-        ]
+        tensor = (
+            _string(1, o.name)
+            + _string(2, o.datatype)
+            + _packed_varints(3, o.shape)
+            + _parameters(4, o.parameters)
+        )
         if not raw:
-            contents = _contents(o.data.root, o.datatype)
-            tensor.append(_delimited(5, contents))
-        parts.append(_delimited(5, b"".join(tensor)))
+            tensor += _delimited(5, _contents(o.data.root, o.datatype))
+        parts.append(key + _length(tensor) + tensor)
     if raw:
         for o in outputs:
             parts.append(_delimited(6, data_to_raw(o.data.root, o.datatype)))

@@ -49,7 +49,7 @@ T = TypeVar("T")
 BATCH_LIMIT = 256
 """Most items one ``take`` returns (one write)."""
 
-LINGER_S = 0.0005
+LINGER_S = 0.002
 LINGER_ITEMS = 64
 """A consumer on the producer's own loop takes a batch that is still growing for at most
 ``LINGER_S`` or ``LINGER_ITEMS``: see :meth:`Stream.take`."""
