@@ -277,3 +277,21 @@ async def test_every_item_arrives_once_in_order(
             assert 0 < len(batch) <= min(limit, capacity)
             got.extend(batch)
     assert got == items
+
+
+async def test_the_loop_wakes_for_its_timers_after_asyncio_rebuilds_the_timer_heap(
+    aio: AsyncioLoop,
+) -> None:
+    """asyncio replaces its timer heap when cancelled timers pile up (every stream's write
+    timeout is one): the loop once read the stale heap, whose head was a cancelled hour,
+    and slept through a 1 ms timer for ~200 ms per stall (seen in the 100-stream bench)."""
+
+    async def on_asyncio() -> None:
+        loop = asyncio.get_running_loop()
+        for handle in [loop.call_later(3600, print) for _ in range(300)]:
+            handle.cancel()
+        await asyncio.sleep(0)  # an iteration: asyncio drops the cancelled ones, new heap
+        await asyncio.sleep(0.001)  # then only this timer is left to wake the loop
+
+    with trio.fail_after(5):
+        await aio.run(on_asyncio)

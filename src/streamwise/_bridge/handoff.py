@@ -129,7 +129,8 @@ class Handoff(Generic[T]):
     clients wait for a first token, but each gets its first items written at once."""
 
     __slots__ = ("_lock", "_items", "_capacity", "_window", "_ended", "failure",
-                 "_abandoned", "_consumer", "_producer", "_producer_thread")  # fmt: skip
+                 "_abandoned", "_consumer", "_producer", "_producer_thread",
+                 "producer_side")  # fmt: skip
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
@@ -144,6 +145,8 @@ class Handoff(Generic[T]):
         self._consumer: Parker | None = None
         self._producer: Parker | None = None
         self._producer_thread: int | None = None
+        self.producer_side: str | None = None
+        """The loop the producer runs on (``Side.name``), once :func:`fill` has started."""
 
     # -- the producer's side --
     def offer(self, item: T) -> bool:
@@ -154,9 +157,10 @@ class Handoff(Generic[T]):
                 raise Abandoned()
             if self._ended:
                 raise RuntimeError("offer() after end()")
-            if len(self._items) >= self._window:
+            items = self._items
+            if len(items) >= self._window:
                 return False
-            self._items.append(item)
+            items.append(item)
             self._producer_thread = threading.get_ident()
             parked, self._consumer = self._consumer, None
         if parked is not None:
@@ -234,7 +238,7 @@ class Handoff(Generic[T]):
         return self._ended
 
     def producing_here(self) -> bool:
-        """The producer runs in this thread (on this loop), and has not ended."""
+        """The producer runs in this thread, and has not ended."""
         return self._producer_thread == threading.get_ident() and not self._ended
 
     def _take_locked(self, limit: int) -> list[T] | None:
@@ -268,14 +272,15 @@ class Side:
     parker: Callable[[], Parker]
     pause: Callable[[], Awaitable[object]]
     """Let the loop's other tasks run (a checkpoint)."""
+    sleep: Callable[[float], Awaitable[object]]
 
 
 async def _asyncio_pause() -> None:
     await asyncio.sleep(0)
 
 
-TRIO = Side("trio", TrioParker, trio.lowlevel.checkpoint)
-ASYNCIO = Side("asyncio", AsyncioParker, _asyncio_pause)
+TRIO = Side("trio", TrioParker, trio.lowlevel.checkpoint, trio.sleep)
+ASYNCIO = Side("asyncio", AsyncioParker, _asyncio_pause, asyncio.sleep)
 
 
 async def fill(
@@ -285,6 +290,7 @@ async def fill(
     ``side`` names. While there is room it does not wait, so that a fast producer fills
     the queue and the consumer takes a batch; after :data:`FAIR_EVERY` items in a row it
     pauses, so that it never holds its loop."""
+    handoff.producer_side = side.name
     run = 0
     async for x in items:
         item = transform(x)

@@ -8,9 +8,9 @@ across.
     while True:                                     asyncio: every ready callback, I/O
         one turn: loop iterations until nothing       polled without waiting, until the
           is ready or the turn is spent               turn is spent (then trio's tasks)
-        nothing ready: wait for the loop's
-          selector (its I/O), its next timer,       trio: Hypercorn, the data plane,
-          or a wake-up from trio code               trio models, the transports
+        nothing ready: park until woken (by
+          trio code, or by the task watching the    trio: Hypercorn, the data plane,
+          loop's selector), or the next timer       trio models, the transports
 
 ``run`` starts an asyncio task from trio and waits for it; ``to_trio`` starts a trio task
 (in the portal nursery) from asyncio and waits for it. Both are plain calls in one thread:
@@ -81,7 +81,9 @@ class AsyncioLoop:
         self.loop = loop
         self.portal = portal
         """Where trio tasks started from asyncio (``to_trio``) live."""
-        self._sleeping: trio.CancelScope | None = None
+        self._parked: trio.lowlevel.Task | None = None
+        """The driver, while the loop has nothing to do."""
+        self._io_seen = trio.Event()
         self._running = trio.CancelScope(shield=True)
         """Around ``drive``: the loop turns until ``open_loop`` ends it, even while the
         block is being cancelled (its cleanup may need asyncio)."""
@@ -89,26 +91,40 @@ class AsyncioLoop:
 
     def wake(self) -> None:
         """From trio: the loop has work (a task, a callback); run it at the next turn."""
-        if self._sleeping is not None:
-            self._sleeping.cancel()
+        task, self._parked = self._parked, None
+        if task is not None:
+            trio.lowlevel.reschedule(task)
 
-    # -- the trio task that runs the loop --
+    def _unparked(self, _: Any) -> trio.lowlevel.Abort:
+        self._parked = None
+        return trio.lowlevel.Abort.SUCCEEDED
+
+    # -- the trio tasks that run the loop --
     async def drive(self) -> None:
         with self._running:
-            await self._turns()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watch_selector)
+                await self._turns()
+
+    async def _watch_selector(self) -> None:
+        """Wakes the loop when its selector has I/O; then waits for a turn to take it."""
+        fd = self.loop._selector.fileno()  # type: ignore[attr-defined]
+        while True:
+            await trio.lowlevel.wait_readable(fd)
+            self._io_seen = trio.Event()
+            self.wake()
+            await self._io_seen.wait()
 
     async def _turns(self) -> None:
-        loop = self.loop
-        selector = loop._selector  # type: ignore[attr-defined]
-        fd = selector.fileno()
-        ready: Any = loop._ready  # type: ignore[attr-defined]  # deque of handles
-        scheduled: list[asyncio.TimerHandle] = loop._scheduled  # type: ignore[attr-defined]
+        # asyncio's internals are read afresh each time: it replaces ``_scheduled`` when
+        # cancelled timers pile up (a stale heap once made this loop sleep 60 s too long)
+        loop: Any = self.loop
         until = 0.0
 
         def turn_over() -> None:
             """A callback in every iteration: stops the loop when nothing else is ready,
             or the turn is spent."""
-            if not ready or time.perf_counter() >= until:
+            if not loop._ready or time.perf_counter() >= until:
                 loop.stop()
             else:
                 loop.call_soon(turn_over)
@@ -122,16 +138,19 @@ class AsyncioLoop:
                 loop.run_forever()
             finally:
                 sniffio.thread_local.name = previous
-            if ready:  # still busy: trio's tasks run, then another turn, as long as theirs
+            self._io_seen.set()  # this turn polled the selector
+            if loop._ready:  # still busy: trio's tasks run, then another turn, as long as theirs
                 yielded = time.perf_counter()
                 await trio.lowlevel.checkpoint()
                 turn = min(MAX_TURN_S, max(TURN_S, time.perf_counter() - yielded))
                 continue
             turn = TURN_S
+            # nothing to do: park until woken (trio code, the selector) or the next timer
+            scheduled = loop._scheduled
             timeout = max(0.0, scheduled[0].when() - loop.time()) if scheduled else math.inf
-            with trio.move_on_after(timeout) as self._sleeping:
-                await trio.lowlevel.wait_readable(fd)
-            self._sleeping = None
+            with trio.move_on_after(timeout):
+                self._parked = trio.lowlevel.current_task()
+                await trio.lowlevel.wait_task_rescheduled(self._unparked)
 
     # -- from trio --
     async def run(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:

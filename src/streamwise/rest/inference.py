@@ -130,14 +130,13 @@ class InferenceRoutes:
             await _send_json(send, *_answer_for(exc))
             return
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_cancel_on_disconnect, receive, nursery.cancel_scope)
-            try:
-                if action in STREAMING:
-                    await self._stream(call, send)
-                else:
-                    await self._infer(call, send)
-            finally:
-                nursery.cancel_scope.cancel()
+            watch = _Disconnect(nursery.cancel_scope)
+            nursery.start_soon(watch.wait, receive)
+            if action in STREAMING:
+                await self._stream(call, send)
+            else:
+                await self._infer(call, send)
+            watch.answered(nursery.cancel_scope)
 
     async def _refuse(
         self,
@@ -248,8 +247,26 @@ def _answer_for(exc: StreamwiseError) -> tuple[int, bytes, list[tuple[bytes, byt
     return status, body, [(k.lower().encode(), v.encode()) for k, v in headers]
 
 
-async def _cancel_on_disconnect(receive: Receive, scope: trio.CancelScope) -> None:
-    """After the body: the next message is the client going away."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    scope.cancel()
+class _Disconnect:
+    """After its body, a request's next message is ``http.disconnect``: the client going
+    away (the request is cancelled, with its model), or Hypercorn closing the request once
+    its answer is complete (the watcher just ends: no cancellation, no exception)."""
+
+    __slots__ = ("_scope", "_answered")
+
+    GRACE_S = 5.0
+    """After the answer, how long the watcher may wait for that ``http.disconnect``."""
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self._scope = scope
+        self._answered = False
+
+    async def wait(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not self._answered:
+            self._scope.cancel()
+
+    def answered(self, scope: trio.CancelScope) -> None:
+        self._answered = True
+        scope.deadline = trio.current_time() + self.GRACE_S  # a safety net only

@@ -51,8 +51,9 @@ BATCH_LIMIT = 256
 
 LINGER_S = 0.002
 LINGER_ITEMS = 64
-"""A consumer on the producer's own loop takes a batch that is still growing for at most
-``LINGER_S`` or ``LINGER_ITEMS``: see :meth:`Stream.take`."""
+LINGER_STEP_S = 0.0002
+"""A consumer takes a batch that is still growing for at most ``LINGER_S`` or
+``LINGER_ITEMS``: see :meth:`Stream.take`."""
 
 
 class Stream(Generic[T]):
@@ -67,23 +68,33 @@ class Stream(Generic[T]):
         """Every item waiting (waiting for one if none is), on the loop ``side`` names;
         ``[]`` once the stream has ended.
 
-        When the producer runs on this same loop, a consumer woken by its first item would
+        When the producer runs in this thread, a consumer woken by its first item would
         take that item alone, and write once per item. So while the producer keeps adding,
-        the consumer lets the loop turn and takes those too, for at most :data:`LINGER_S`
-        or :data:`LINGER_ITEMS`; a producer that adds nothing in one turn (waiting for its
-        model) ends the batch at once. Across threads batches form by themselves."""
+        the consumer waits a little and takes those too, for at most :data:`LINGER_S` or
+        :data:`LINGER_ITEMS`. On the producer's own loop it waits a turn of the loop, and
+        ends the batch after two turns without an item (trio runs the tasks of a round in
+        random order: the producer may not have had its turn yet); from the other loop it
+        sleeps :data:`LINGER_STEP_S` (letting that loop run), and ends the batch after one
+        sleep without an item. A producer waiting for its model ends the batch."""
         handoff = self._handoff
         batch = handoff.poll(BATCH_LIMIT)
         if batch is None:
             batch = await handoff.take(side.parker, BATCH_LIMIT)
         if batch and handoff.producing_here():
+            same_loop = handoff.producer_side == side.name
             until = time.monotonic() + LINGER_S
+            empty = 0
             while len(batch) < LINGER_ITEMS and time.monotonic() < until:
-                await side.pause()
+                if same_loop:
+                    await side.pause()
+                else:
+                    await side.sleep(LINGER_STEP_S)
                 more = handoff.poll(BATCH_LIMIT - len(batch))
-                if not more:
-                    break
-                batch += more
+                if more:
+                    batch += more
+                    empty = 0
+                elif more == [] or (empty := empty + 1) == (2 if same_loop else 1):
+                    break  # ended, or the producer waits for its model
         return batch
 
     @property
