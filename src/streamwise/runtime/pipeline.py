@@ -59,10 +59,11 @@ LINGER_STEP_S = 0.0002
 class Stream(Generic[T]):
     """The items of one model stream, in batches, then how it ended."""
 
-    __slots__ = ("_handoff",)
+    __slots__ = ("_handoff", "_started")
 
     def __init__(self, handoff: Handoff[T]) -> None:
         self._handoff = handoff
+        self._started = False
 
     async def take(self, side: Side = TRIO) -> list[T]:
         """Every item waiting (waiting for one if none is), on the loop ``side`` names;
@@ -75,12 +76,15 @@ class Stream(Generic[T]):
         ends the batch after two turns without an item (trio runs the tasks of a round in
         random order: the producer may not have had its turn yet); from the other loop it
         sleeps :data:`LINGER_STEP_S` (letting that loop run), and ends the batch after one
-        sleep without an item. A producer waiting for its model ends the batch."""
+        sleep without an item. A producer waiting for its model ends the batch. The first
+        batch never waits: time to first token comes first."""
         handoff = self._handoff
         batch = handoff.poll(BATCH_LIMIT)
         if batch is None:
             batch = await handoff.take(side.parker, BATCH_LIMIT)
-        if batch and handoff.producing_here():
+        if not self._started:
+            self._started = True
+        elif batch and handoff.producing_here():
             same_loop = handoff.producer_side == side.name
             until = time.monotonic() + LINGER_S
             empty = 0
