@@ -130,7 +130,7 @@ class Handoff(Generic[T]):
 
     __slots__ = ("_lock", "_items", "_capacity", "_window", "_ended", "failure",
                  "_abandoned", "_consumer", "_producer", "_producer_thread",
-                 "producer_side")  # fmt: skip
+                 "producer_side", "producer_turn")  # fmt: skip
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
@@ -147,6 +147,9 @@ class Handoff(Generic[T]):
         self._producer_thread: int | None = None
         self.producer_side: str | None = None
         """The loop the producer runs on (``Side.name``), once :func:`fill` has started."""
+        self.producer_turn: Callable[[], Awaitable[object]] | None = None
+        """From the other loop: until the producer's loop has run another turn (set by
+        whoever runs the producer there, for consumers that wait for more items)."""
 
     # -- the producer's side --
     def offer(self, item: T) -> bool:

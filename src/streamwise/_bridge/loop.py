@@ -84,6 +84,7 @@ class AsyncioLoop:
         self._parked: trio.lowlevel.Task | None = None
         """The driver, while the loop has nothing to do."""
         self._io_seen = trio.Event()
+        self._turned: trio.Event | None = None
         self._running = trio.CancelScope(shield=True)
         """Around ``drive``: the loop turns until ``open_loop`` ends it, even while the
         block is being cancelled (its cleanup may need asyncio)."""
@@ -94,6 +95,16 @@ class AsyncioLoop:
         task, self._parked = self._parked, None
         if task is not None:
             trio.lowlevel.reschedule(task)
+
+    async def next_turn(self) -> None:
+        """From trio: until the loop has run another turn; at once if it has nothing to do
+        (then nothing on it will produce anything before something wakes it)."""
+        if self._parked is not None:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._turned is None:
+            self._turned = trio.Event()
+        await self._turned.wait()
 
     def _unparked(self, _: Any) -> trio.lowlevel.Abort:
         self._parked = None
@@ -139,6 +150,9 @@ class AsyncioLoop:
             finally:
                 sniffio.thread_local.name = previous
             self._io_seen.set()  # this turn polled the selector
+            if self._turned is not None:
+                self._turned.set()
+                self._turned = None
             if loop._ready:  # still busy: trio's tasks run, then another turn, as long as theirs
                 yielded = time.perf_counter()
                 await trio.lowlevel.checkpoint()

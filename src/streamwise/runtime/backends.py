@@ -142,6 +142,7 @@ class AsyncioBackend:
         async def on_asyncio() -> None:
             await _drive(model, _read(requests.first, more), finish, handoff, ASYNCIO)
 
+        handoff.producer_turn = self.aio.next_turn  # for a consumer on trio
         await self.aio.run(on_asyncio)
 
 

@@ -75,9 +75,10 @@ class Stream(Generic[T]):
         :data:`LINGER_ITEMS`. On the producer's own loop it waits a turn of the loop, and
         ends the batch after two turns without an item (trio runs the tasks of a round in
         random order: the producer may not have had its turn yet); from the other loop it
-        sleeps :data:`LINGER_STEP_S` (letting that loop run), and ends the batch after one
-        sleep without an item. A producer waiting for its model ends the batch. The first
-        batch never waits: time to first token comes first."""
+        waits for that loop's next turn (or, where it cannot tell, sleeps
+        :data:`LINGER_STEP_S`), and ends the batch after one wait without an item. A
+        producer waiting for its model ends the batch. The first batch never waits: time
+        to first token comes first."""
         handoff = self._handoff
         batch = handoff.poll(BATCH_LIMIT)
         if batch is None:
@@ -86,11 +87,14 @@ class Stream(Generic[T]):
             self._started = True
         elif batch and handoff.producing_here():
             same_loop = handoff.producer_side == side.name
+            other_turn = None if same_loop else handoff.producer_turn
             until = time.monotonic() + LINGER_S
             empty = 0
             while len(batch) < LINGER_ITEMS and time.monotonic() < until:
                 if same_loop:
                     await side.pause()
+                elif other_turn is not None:
+                    await other_turn()  # the producer's loop had its turn
                 else:
                     await side.sleep(LINGER_STEP_S)
                 more = handoff.poll(BATCH_LIMIT - len(batch))
