@@ -23,7 +23,6 @@ import trio
 from ..errors import (
     InvalidRequest,
     ModelOverloaded,
-    RequestTimeout,
     ServerShuttingDown,
     StreamwiseError,
 )
@@ -40,33 +39,13 @@ from ..types import (
 )
 from . import calls
 from .backends import Backends, Requests
+from .calls import Guard
 from .loading import ModelLoader
 from .pipeline import Stream, open_stream
 
 T = TypeVar("T")
 
-__all__ = ["DataPlane", "Call", "Guard"]
-
-
-@dataclass(eq=False, slots=True)
-class Guard:
-    """The cancel scope around one model call, so that the data plane can end it: at its
-    timeout (the scope's deadline) or when the server's grace period runs out (``end``).
-    ``failure()`` says why it ended, for the client."""
-
-    scope: trio.CancelScope
-    timeout: float | None
-    reason: StreamwiseError | None = None
-
-    def end(self, reason: StreamwiseError) -> None:
-        if self.reason is None:
-            self.reason = reason
-        self.scope.cancel()
-
-    def failure(self) -> StreamwiseError:
-        if self.reason is not None:
-            return self.reason
-        return RequestTimeout(f"request timed out after {self.timeout:g} s (request_timeout_s)")
+__all__ = ["DataPlane", "Call", "Guard"]  # Guard: from calls.py, where it lives
 
 
 @dataclass(slots=True)

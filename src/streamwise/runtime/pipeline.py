@@ -28,7 +28,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import trio
 
@@ -37,10 +37,7 @@ from ..errors import ServerShuttingDown, StreamwiseError
 from ..model import MLModel
 from ..types import InferenceResponse
 from .backends import Backend, Requests
-from .calls import as_failure
-
-if TYPE_CHECKING:
-    from .dataplane import Guard
+from .calls import Guard, as_failure
 
 __all__ = ["Stream", "open_stream"]
 
