@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from .._bridge import ASYNCIO, TRIO, AsyncioLoop, Handoff, Side, fill
 from ..errors import ModelFailed
@@ -80,11 +80,24 @@ async def _drive(
                 await requests.aclose()
 
 
-class Backend(Protocol):
+class Backend:
+    """Runs a model's coroutines on the loop it was written for."""
+
     name: str
+    side: Side
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await fn(*args)``, ``fn`` being one of the model's coroutine methods."""
+        raise NotImplementedError
+
+    def _from_other_loop(self, more: Fetch) -> Fetch:
+        raise NotImplementedError
+
+    @property
+    def next_turn(self) -> Callable[[], Awaitable[object]] | None:
+        """From the other loop: until this one has run another turn (None: a consumer
+        on the other loop cannot tell, and waits a moment instead)."""
+        return None
 
     async def drive(
         self,
@@ -95,10 +108,20 @@ class Backend(Protocol):
     ) -> None:
         """Run ``model.predict_stream`` into ``handoff`` until it ends; cancelling the
         caller cancels the model, and its ``finally`` has run when this returns."""
+        more = requests.more
+        if more is not None and requests.on != self.name:
+            more = self._from_other_loop(more)
+        handoff.producer_turn = self.next_turn
+
+        async def here() -> None:
+            await _drive(model, _read(requests.first, more), finish, handoff, self.side)
+
+        await self.call(here)
 
 
-class TrioBackend:
+class TrioBackend(Backend):
     name = "trio"
+    side = TRIO
 
     def __init__(self, aio: AsyncioLoop | None) -> None:
         self._aio = aio
@@ -106,21 +129,13 @@ class TrioBackend:
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         return await fn(*args)
 
-    async def drive(
-        self,
-        model: MLModel,
-        requests: Requests,
-        finish: Callable[[InferenceResponse], T],
-        handoff: Handoff[T],
-    ) -> None:
-        more = requests.more
-        if more is not None and requests.on != "trio":
-            more = _across(self._aio, "run", more)
-        await _drive(model, _read(requests.first, more), finish, handoff, TRIO)
+    def _from_other_loop(self, more: Fetch) -> Fetch:
+        return _across(self._aio, "run", more)
 
 
-class AsyncioBackend:
+class AsyncioBackend(Backend):
     name = "asyncio"
+    side = ASYNCIO
 
     def __init__(self, aio: AsyncioLoop) -> None:
         self.aio = aio
@@ -128,22 +143,12 @@ class AsyncioBackend:
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         return await self.aio.run(fn, *args)
 
-    async def drive(
-        self,
-        model: MLModel,
-        requests: Requests,
-        finish: Callable[[InferenceResponse], T],
-        handoff: Handoff[T],
-    ) -> None:
-        more = requests.more
-        if more is not None and requests.on != "asyncio":
-            more = _across(self.aio, "to_trio", more)
+    def _from_other_loop(self, more: Fetch) -> Fetch:
+        return _across(self.aio, "to_trio", more)
 
-        async def on_asyncio() -> None:
-            await _drive(model, _read(requests.first, more), finish, handoff, ASYNCIO)
-
-        handoff.producer_turn = self.aio.next_turn  # for a consumer on trio
-        await self.aio.run(on_asyncio)
+    @property
+    def next_turn(self) -> Callable[[], Awaitable[object]] | None:
+        return self.aio.next_turn
 
 
 def _across(aio: AsyncioLoop | None, way: str, more: Fetch) -> Fetch:
