@@ -295,3 +295,37 @@ async def test_the_loop_wakes_for_its_timers_after_asyncio_rebuilds_the_timer_he
 
     with trio.fail_after(5):
         await aio.run(on_asyncio)
+
+
+async def test_a_producer_in_another_thread_hands_over_in_order_with_backpressure() -> None:
+    """The handoff is thread-safe (a lock around its deque; a parker woken from another
+    thread goes through its loop's thread-safe entry): an asyncio loop in a thread of its
+    own produces, trio consumes."""
+    handoff: Handoff[int] = Handoff(8)
+
+    async def numbers() -> AsyncIterator[int]:
+        for i in range(5000):
+            if i % 100 == 0:
+                await asyncio.sleep(0)
+            yield i
+
+    async def produce() -> None:
+        try:
+            await fill(handoff, numbers(), lambda x: x, ASYNCIO)
+        finally:
+            handoff.end()
+
+    thread = threading.Thread(target=asyncio.run, args=(produce(),))
+    thread.start()
+    got: list[int] = []
+    try:
+        with trio.fail_after(20):
+            await trio.sleep(0.05)  # nobody takes: the producer waits at the first window
+            assert handoff.poll() == [0, 1]
+            got += [0, 1]
+            while batch := await handoff.take(TRIO.parker):
+                assert len(batch) <= 8
+                got.extend(batch)
+    finally:
+        await trio.to_thread.run_sync(thread.join)
+    assert got == list(range(5000))
