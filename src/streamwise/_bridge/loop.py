@@ -64,7 +64,8 @@ then write as one batch; an idle trio gives the asyncio loop short turns (low la
 
 
 class LoopStopped(RuntimeError):
-    """The loop stopped before the call finished."""
+    """The call on the other loop ended without a result: cancelled by something else than
+    its caller (the loop closing, or its own code)."""
 
 
 class _Loop(asyncio.SelectorEventLoop):
@@ -186,8 +187,8 @@ class AsyncioLoop:
             if waited.cancelled_caught:
                 log.warning("%s: still running %g s after it was cancelled", fn, CLOSE_TIMEOUT_S)
             raise
-        if task.cancelled():
-            raise LoopStopped(f"the asyncio loop stopped while running {fn!r}")
+        if task.cancelled():  # not by us: the loop is closing, or the code cancelled itself
+            raise LoopStopped(f"the asyncio task running {fn!r} was cancelled")
         return task.result()
 
     # -- from asyncio --
