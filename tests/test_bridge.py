@@ -195,19 +195,27 @@ async def test_items_cross_loops_in_order_and_in_batches(aio: AsyncioLoop) -> No
     assert batches < 20_000  # a consumer that wakes takes everything waiting
 
 
+async def filled(handoff: Handoff[int], n: int) -> None:
+    """Until ``n`` items wait, then a moment more: a producer that went beyond would show."""
+    with trio.fail_after(10):
+        while len(handoff) < n:  # noqa: ASYNC110 - the handoff has no event for this
+            await trio.sleep(0.005)
+    await trio.sleep(0.02)
+
+
 async def test_backpressure_across_loops_with_a_slow_start(aio: AsyncioLoop) -> None:
     """Before its consumer has taken anything, a producer may run FIRST_WINDOW items
     ahead; the room doubles with each batch taken, up to the capacity, never beyond."""
     handoff: Handoff[int] = Handoff(5)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(produce_on_asyncio, aio, handoff, 100)
-        await trio.sleep(0.05)  # nobody takes
+        await filled(handoff, FIRST_WINDOW)  # nobody takes
         assert handoff.poll() == list(range(FIRST_WINDOW)) == [0, 1]
-        await trio.sleep(0.05)
+        await filled(handoff, 4)
         assert handoff.poll() == [2, 3, 4, 5]  # doubled
-        await trio.sleep(0.05)
+        await filled(handoff, 5)
         assert handoff.poll() == [6, 7, 8, 9, 10]  # the capacity
-        await trio.sleep(0.05)
+        await filled(handoff, 5)
         got = list(range(11)) + handoff.poll()  # type: ignore[operator]
         assert got == list(range(16))
         while batch := await handoff.take(TRIO.parker):
@@ -320,7 +328,7 @@ async def test_a_producer_in_another_thread_hands_over_in_order_with_backpressur
     got: list[int] = []
     try:
         with trio.fail_after(20):
-            await trio.sleep(0.05)  # nobody takes: the producer waits at the first window
+            await filled(handoff, 2)  # nobody takes: the producer waits at the first window
             assert handoff.poll() == [0, 1]
             got += [0, 1]
             while batch := await handoff.take(TRIO.parker):

@@ -240,6 +240,10 @@ class Handoff(Generic[T]):
     def ended(self) -> bool:
         return self._ended
 
+    def __len__(self) -> int:
+        """Items waiting now."""
+        return len(self._items)
+
     def producing_here(self) -> bool:
         """The producer runs in this thread, and has not ended."""
         return self._producer_thread == threading.get_ident() and not self._ended
