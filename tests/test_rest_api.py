@@ -322,3 +322,20 @@ async def test_the_rest_port_accepts_on_several_sockets_and_is_not_shared(
         for _ in range(200):
             nursery.start_soon(one)
     assert answered == 200
+
+
+def test_an_unexpected_exception_is_a_logged_500_with_its_type(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One answer for anything that is not our error, on both halves of the REST API
+    (the inference route and Quart): a bug of ours, never a model's or a client's."""
+    from streamwise.errors import ModelOverloaded
+    from streamwise.rest.errors import answer_for
+
+    with caplog.at_level("ERROR", logger="streamwise.rest.errors"):
+        status, headers, body = answer_for(ValueError("oops"))
+    assert (status, headers) == (500, [])
+    assert body == b'{"error": "internal error: ValueError: oops"}'
+    assert caplog.records[-1].exc_info is not None  # with its traceback
+    status, headers, _ = answer_for(ModelOverloaded("busy"))
+    assert status == 503 and ("Retry-After", "1") in headers

@@ -129,8 +129,8 @@ class Handoff(Generic[T]):
     clients wait for a first token, but each gets its first items written at once."""
 
     __slots__ = ("_lock", "_items", "_capacity", "_window", "_ended", "failure",
-                 "_abandoned", "_consumer", "_producer", "_producer_thread",
-                 "producer_side", "producer_turn")  # fmt: skip
+                 "_abandoned", "_consumer", "_producer", "producer_side",
+                 "producer_turn")  # fmt: skip
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
@@ -144,12 +144,11 @@ class Handoff(Generic[T]):
         self._abandoned = False
         self._consumer: Parker | None = None
         self._producer: Parker | None = None
-        self._producer_thread: int | None = None
         self.producer_side: str | None = None
-        """The loop the producer runs on (``Side.name``), once :func:`fill` has started."""
+        """The loop the producer runs on (``Side.name``), and from the other loop, until
+        that loop has run another turn: both set by whoever runs the producer, for a
+        consumer that waits for more items (``runtime/pipeline.py``)."""
         self.producer_turn: Callable[[], Awaitable[object]] | None = None
-        """From the other loop: until the producer's loop has run another turn (set by
-        whoever runs the producer there, for consumers that wait for more items)."""
 
     # -- the producer's side --
     def offer(self, item: T) -> bool:
@@ -164,7 +163,6 @@ class Handoff(Generic[T]):
             if len(items) >= self._window:
                 return False
             items.append(item)
-            self._producer_thread = threading.get_ident()
             parked, self._consumer = self._consumer, None
         if parked is not None:
             parked.unpark()
@@ -244,10 +242,6 @@ class Handoff(Generic[T]):
         """Items waiting now."""
         return len(self._items)
 
-    def producing_here(self) -> bool:
-        """The producer runs in this thread, and has not ended."""
-        return self._producer_thread == threading.get_ident() and not self._ended
-
     def _take_locked(self, limit: int) -> list[T] | None:
         items = self._items
         if not items:
@@ -297,7 +291,6 @@ async def fill(
     ``side`` names. While there is room it does not wait, so that a fast producer fills
     the queue and the consumer takes a batch; after :data:`FAIR_EVERY` items in a row it
     pauses, so that it never holds its loop."""
-    handoff.producer_side = side.name
     run = 0
     async for x in items:
         item = transform(x)

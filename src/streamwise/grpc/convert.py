@@ -371,6 +371,8 @@ def request_to_proto(
 
 # -- responses -------------------------------------------------------------------------
 def response_to_proto(response: InferenceResponse, raw: bool = False) -> pb.ModelInferResponse:
+    """The gRPC form of a V2 response: the meaning that ``grpc/encode.py`` writes as bytes
+    on the server's hot path (a property test holds them together); for clients and tests."""
     raw = raw or any(o.datatype == "FP16" for o in response.outputs)
     outputs = [
         pb.ModelInferResponseInferOutputTensor(

@@ -24,8 +24,12 @@ def error_response(status: int, message: str) -> Response:
     return Response(error_body(message), status=status, content_type=JSON)
 
 
-def answer_for(exc: StreamwiseError) -> tuple[int, list[tuple[str, str]], bytes]:
-    """The one REST answer to each of our errors: status, extra headers, JSON body."""
+def answer_for(exc: Exception) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The one REST answer to each of our errors (status, extra headers, JSON body), and
+    to anything else, which is a bug of ours: logged with its traceback, 500."""
+    if not isinstance(exc, StreamwiseError):
+        log.error("unexpected error", exc_info=exc)
+        return 500, [], error_body(f"internal error: {type(exc).__name__}: {exc}")
     if exc.http_status == 500:
         log.error("%s", exc)
     headers = []
@@ -85,5 +89,5 @@ def install(app: Quart) -> None:
 
     @app.errorhandler(Exception)
     async def _bug(exc: Exception) -> Response:
-        log.exception("unexpected error")
-        return error_response(500, f"internal error: {type(exc).__name__}: {exc}")
+        status, _, body = answer_for(exc)
+        return Response(body, status=status, content_type=JSON)

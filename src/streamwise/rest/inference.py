@@ -14,7 +14,6 @@ watcher against the answer, so a client that goes away cancels its model at once
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -28,8 +27,6 @@ from ..types import InferenceRequest, InferenceResponse
 from .errors import answer_for, describe_validation_error, error_body
 
 __all__ = ["InferenceRoutes"]
-
-log = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -165,12 +162,8 @@ class InferenceRoutes:
         try:
             response = await self.dataplane.infer(call)
             body = response.model_dump_json().encode()
-        except StreamwiseError as exc:
+        except Exception as exc:  # ours: its status; anything else: 500, logged
             await _send_json(send, *_answer_for(exc))
-            return
-        except Exception as exc:
-            log.exception("unexpected error")
-            await _send_json(send, 500, error_body(f"internal error: {type(exc).__name__}: {exc}"))
             return
         await _send_json(send, 200, body)
 
@@ -242,7 +235,7 @@ async def _send_json(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-def _answer_for(exc: StreamwiseError) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
+def _answer_for(exc: Exception) -> tuple[int, bytes, list[tuple[bytes, bytes]]]:
     status, headers, body = answer_for(exc)
     return status, body, [(k.lower().encode(), v.encode()) for k, v in headers]
 

@@ -83,7 +83,6 @@ async def _drive(
 class Backend:
     """Runs a model's coroutines on the loop it was written for."""
 
-    name: str
     side: Side
 
     async def call(self, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -109,8 +108,9 @@ class Backend:
         """Run ``model.predict_stream`` into ``handoff`` until it ends; cancelling the
         caller cancels the model, and its ``finally`` has run when this returns."""
         more = requests.more
-        if more is not None and requests.on != self.name:
+        if more is not None and requests.on != self.side.name:
             more = self._from_other_loop(more)
+        handoff.producer_side = self.side.name
         handoff.producer_turn = self.next_turn
 
         async def here() -> None:
@@ -120,7 +120,6 @@ class Backend:
 
 
 class TrioBackend(Backend):
-    name = "trio"
     side = TRIO
 
     def __init__(self, aio: AsyncioLoop | None) -> None:
@@ -134,7 +133,6 @@ class TrioBackend(Backend):
 
 
 class AsyncioBackend(Backend):
-    name = "asyncio"
     side = ASYNCIO
 
     def __init__(self, aio: AsyncioLoop) -> None:

@@ -5,8 +5,10 @@ lookup, readiness, validation against the model's metadata, the request id. What
 back is a :class:`Call`, whose :meth:`Call.stamp` is all the per-response work the hot
 path does (id, model name and version, requested outputs).
 
-The data plane's state (guards, counts, the registry) lives on the trio thread: every
-method here is called from trio. Where a model runs is its backend's business
+The data plane's state (guards, counts, the registry) is touched by one thread, the trio
+run's: every method here is called from trio tasks, but :meth:`DataPlane.follow`, which
+gRPC's request reader calls from asyncio code (on the asyncio loop, in that same thread)
+and which touches only its call. Where a model runs is its backend's business
 (``backends.py``).
 """
 

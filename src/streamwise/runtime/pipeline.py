@@ -66,8 +66,8 @@ class Stream(Generic[T]):
         """Every item waiting (waiting for one if none is), on the loop ``side`` names;
         ``[]`` once the stream has ended.
 
-        When the producer runs in this thread, a consumer woken by its first item would
-        take that item alone, and write once per item. So while the producer keeps adding,
+        A consumer woken by a fast producer's first item would take that item alone, and
+        write once per item. So while the producer keeps adding,
         the consumer waits a little and takes those too, for at most :data:`LINGER_S` or
         :data:`LINGER_ITEMS`. On the producer's own loop it waits a turn of the loop, and
         ends the batch after two turns without an item (trio runs the tasks of a round in
@@ -82,7 +82,7 @@ class Stream(Generic[T]):
             batch = await handoff.take(side.parker, BATCH_LIMIT)
         if not self._started:
             self._started = True
-        elif batch and handoff.producing_here():
+        elif batch:  # an ended stream's poll() is [] at once: no wait
             same_loop = handoff.producer_side == side.name
             other_turn = None if same_loop else handoff.producer_turn
             until = time.monotonic() + LINGER_S
