@@ -141,9 +141,9 @@ class Server:
         return Snapshot(trio_tasks(), aio, self.info.dataplane.in_flight, open_fds())
 
     def cancelled_timers(self) -> int:
-        """Cancelled asyncio timers the server's loop still holds (asyncio's own loop purges
-        them when they pile up; uvloop holds none that we can see: 0)."""
-        return sum(h.cancelled() for h in getattr(self.loop, "_timers", ()))
+        """Cancelled asyncio timers the server's loop still holds in its timer heap
+        (``_scheduled``: asyncio purges them when they pile up)."""
+        return sum(h.cancelled() for h in self.loop._scheduled)  # type: ignore[attr-defined]
 
     async def settle(self, where: str) -> float | None:
         """Wait until the server is back to its baseline; how long that took (None: it

@@ -104,8 +104,7 @@ def test_document_grpc_client_while_rest_streams_from_the_same_process(
     http_port, grpc_port = document_server
     start = time.monotonic()
     rest = start_rest_client(http_port, tmp_path)
-    # a plain asyncio loop: this process may have imported trio-asyncio, whose policy
-    # would otherwise make the loop
+    # the document's client on an asyncio loop of its own, as it runs for a user
     with asyncio.Runner(loop_factory=asyncio.SelectorEventLoop) as runner:
         got = runner.run(document_grpc_client(grpc_port))
     assert [words for words, _ in got] == [[w] for w in WORDS]
