@@ -339,3 +339,29 @@ def test_an_unexpected_exception_is_a_logged_500_with_its_type(
     assert caplog.records[-1].exc_info is not None  # with its traceback
     status, headers, _ = answer_for(ModelOverloaded("busy"))
     assert status == 503 and ("Retry-After", "1") in headers
+
+
+@pytest.mark.parametrize("route", ["infer_stream", "generate_stream"])
+async def test_a_bug_before_a_stream_starts_is_a_json_500_and_the_server_goes_on(
+    demo: ServerInfo,
+    client: httpx.AsyncClient,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    route: str,
+) -> None:
+    import streamwise.runtime.dataplane
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug of ours")
+
+    url = f"{demo.http_url}/v2/models/text-model/{route}"
+    body = {"inputs": [{"name": "prompt", "shape": [1], "datatype": "BYTES", "data": ["hi"]}]}
+    with monkeypatch.context() as patch, caplog.at_level("ERROR", logger="streamwise.rest.errors"):
+        patch.setattr(streamwise.runtime.dataplane, "open_stream", broken)
+        r = await client.post(url, json=body)
+    assert r.status_code == 500
+    assert r.headers["content-type"] == "application/json"
+    assert r.json() == {"error": "internal error: RuntimeError: a bug of ours"}
+    assert any(rec.exc_info is not None for rec in caplog.records)  # logged, with traceback
+    r = await client.post(url, json=body)  # the bug was one request's: the next streams
+    assert r.status_code == 200 and r.text.startswith("data: ") and "event: error" not in r.text

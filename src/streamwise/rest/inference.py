@@ -170,8 +170,9 @@ class InferenceRoutes:
     async def _stream(self, call: Call, send: Send) -> None:
         """The model's stream is opened first, so that it starts while the headers go out
         (and a refusal at the start, such as the concurrency limit, is a JSON error, not a
-        200); then 200 and the events; a failure after that is a last ``event: error``,
-        never a clean end."""
+        200, or a bug of ours, a logged 500); then 200 and the events; a failure after
+        that is a last ``event: error``, never a clean end (a bug of ours there goes on to
+        Hypercorn, which cuts the connection)."""
         started = False
         try:
             async with self.dataplane.stream(call, _encode_event) as stream:
@@ -181,10 +182,12 @@ class InferenceRoutes:
                     await send({"type": "http.response.body", "body": b"".join(batch),
                                 "more_body": True})  # fmt: skip
                 failure = stream.failure
-        except StreamwiseError as exc:
+        except Exception as exc:
             if not started:  # could not start: unloaded since, over the limit...
                 await _send_json(send, *_answer_for(exc))
                 return
+            if not isinstance(exc, StreamwiseError):
+                raise
             failure = exc
         end = sse.error_event(str(failure)) if failure is not None else b""
         await send({"type": "http.response.body", "body": end, "more_body": False})
