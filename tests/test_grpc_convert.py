@@ -39,13 +39,19 @@ def elements(datatype: str) -> st.SearchStrategy[object]:
 
 
 @st.composite
+def tensors(draw: st.DrawFn) -> tuple[str, list[int], list[object]]:
+    """A tensor's datatype, shape, and flat data of that many elements."""
+    datatype = draw(st.sampled_from(DATATYPES))
+    shape = draw(st.lists(st.integers(0, 3), min_size=1, max_size=3))
+    n = math.prod(shape)
+    return datatype, shape, draw(st.lists(elements(datatype), min_size=n, max_size=n))
+
+
+@st.composite
 def requests(draw: st.DrawFn) -> InferenceRequest:
     inputs = []
     for i in range(draw(st.integers(1, 3))):
-        datatype = draw(st.sampled_from(DATATYPES))
-        shape = draw(st.lists(st.integers(0, 3), min_size=1, max_size=3))
-        n = math.prod(shape)
-        data = draw(st.lists(elements(datatype), min_size=n, max_size=n))
+        datatype, shape, data = draw(tensors())
         inputs.append(
             {
                 "name": f"in{i}",
@@ -278,13 +284,10 @@ def parameters(draw: st.DrawFn) -> dict[str, object] | None:
 def responses(draw: st.DrawFn) -> InferenceResponse:
     outputs = []
     for i in range(draw(st.integers(0, 3))):
-        datatype = draw(st.sampled_from(DATATYPES))
-        shape = draw(st.lists(st.integers(0, 3), min_size=1, max_size=3))
-        n = math.prod(shape)
-        data: list[object] = draw(st.lists(elements(datatype), min_size=n, max_size=n))
+        datatype, shape, data = draw(tensors())
         if datatype == "BYTES" and draw(st.booleans()):
             data = [x.decode("latin-1") for x in data]  # type: ignore[attr-defined]  # str
-        if n and len(shape) > 1 and draw(st.booleans()):
+        if data and len(shape) > 1 and draw(st.booleans()):
             data = np.array(data, dtype=object).reshape(shape).tolist()  # nested
         outputs.append(
             {
