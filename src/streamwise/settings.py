@@ -56,6 +56,10 @@ class Settings(_Frozen):
     grpc_enabled: bool = True
 
     # -- ours --
+    grpc_max_concurrent_streams: int | None = Field(None, ge=1)
+    """Streams (calls) one gRPC connection may have open at once, advertised to clients in
+    HTTP/2 SETTINGS; None: no limit, as grpcio. A client past it is refused that stream
+    alone (RST_STREAM REFUSED_STREAM); grpcio clients queue calls until one ends."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     max_request_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     stream_buffer_size: int = Field(64, ge=1)

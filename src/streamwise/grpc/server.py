@@ -19,6 +19,7 @@ from .._bridge import AsyncioLoop
 from ..protocol import auth
 from ..runtime.dataplane import DataPlane
 from .codec import LimitedCodec
+from .http2 import Http2Limits, protocol_for
 from .service import InferenceService, RepositoryService
 
 __all__ = ["open_grpc_server", "GrpcServer", "DEFAULT_MAX_MESSAGE_BYTES"]
@@ -34,14 +35,15 @@ class _Server(Server):
     Python 3.11's asyncio server does not close accepted connections either: an
     application embedding ``serve()`` would keep those sockets until it exits (and
     garbage-collect them with a ResourceWarning). ``_protocol_factory`` is grpclib's
-    hook for each new connection."""
+    hook for each new connection; its connections get our HTTP/2 limits (``http2.py``)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, limits: Http2Limits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._limits = limits
         self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def _protocol_factory(self) -> Any:
-        protocol = super()._protocol_factory()
+        protocol = protocol_for(super()._protocol_factory(), self._limits)
         self._protocols.add(protocol)
         return protocol
 
@@ -91,7 +93,8 @@ async def _start(
     token = dataplane.settings.auth_token
     if token is not None:
         services = [_Authenticated(service, token) for service in services]
-    server = _Server(services, codec=codec)
+    limits = Http2Limits(dataplane.settings.grpc_max_concurrent_streams)
+    server = _Server(services, codec=codec, limits=limits)
     await server.start(host, port)
     asyncio_server: Any = server._server  # grpclib keeps the asyncio server; ask it the port
     sockets = asyncio_server.sockets if asyncio_server else ()

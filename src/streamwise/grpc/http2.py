@@ -1,0 +1,119 @@
+"""The gRPC port's HTTP/2 limits, set below grpclib.
+
+grpclib keeps h2's defaults, which do not fit a streaming server: at most 100 concurrent
+streams per connection (a grpcio channel that multiplexes 1,000 streams is served 100 at a
+time; the rest wait in the client), and a client that opens one stream too many loses the
+whole connection (h2 answers with GOAWAY PROTOCOL_ERROR). Here:
+
+- the limit is ``Settings.grpc_max_concurrent_streams``: None (the default) advertises no
+  limit, as grpcio, grpc-go and Triton do; a number is advertised in SETTINGS;
+- a stream past the advertised limit is refused alone, with RST_STREAM REFUSED_STREAM
+  (RFC 9113 5.1.2: the request was not processed, a client may retry it); the
+  connection and its other streams go on;
+- the connection's receive window is 16 times a stream's (grpc-go's ratio), so one
+  stream whose messages are not read yet cannot use up the window of every other stream
+  on its connection.
+
+Uses h2 and grpclib internals, checked against h2 4.x and grpclib 0.4.9
+(``tests/test_grpc_http2.py`` drives both over real sockets).
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from grpclib.config import Configuration
+from grpclib.protocol import Connection, EventsProcessor, H2Protocol, _set_nodelay
+from h2.config import H2Configuration
+from h2.connection import H2Connection, _decode_headers
+from h2.errors import ErrorCodes
+from h2.exceptions import ProtocolError, StreamIDTooLowError, TooManyStreamsError
+from h2.settings import SettingCodes, Settings
+from h2.stream import StreamClosedBy
+from hyperframe.frame import Frame, HeadersFrame, RstStreamFrame
+
+__all__ = ["STREAM_WINDOW_BYTES", "CONNECTION_WINDOW_BYTES", "Http2Limits", "protocol_for"]
+
+STREAM_WINDOW_BYTES = 4 * 1024 * 1024
+"""A stream's receive window: grpclib's and grpcio's default."""
+CONNECTION_WINDOW_BYTES = 16 * STREAM_WINDOW_BYTES
+
+
+class Http2Limits:
+    """What every connection of the gRPC port is given."""
+
+    def __init__(self, max_concurrent_streams: int | None) -> None:
+        self.max_concurrent_streams = max_concurrent_streams
+
+
+class _Connection(H2Connection):
+    """h2's server connection with our stream limit, refusing a stream past it alone."""
+
+    def __init__(self, config: H2Configuration, limits: Http2Limits) -> None:
+        super().__init__(config=config)
+        values = {
+            SettingCodes.MAX_HEADER_LIST_SIZE: self.DEFAULT_MAX_HEADER_LIST_SIZE,
+            SettingCodes.INITIAL_WINDOW_SIZE: STREAM_WINDOW_BYTES,
+        }
+        if limits.max_concurrent_streams is not None:
+            values[SettingCodes.MAX_CONCURRENT_STREAMS] = limits.max_concurrent_streams
+        # h2's initial values but its limit of 100 streams (absent, h2 neither enforces
+        # nor advertises one), with our stream window: all sent in the first SETTINGS
+        self.local_settings = Settings(client=False, initial_values=values)
+
+    def initiate_connection(self) -> None:
+        super().initiate_connection()
+        # the connection's window is not SETTINGS' business: it opens by WINDOW_UPDATE
+        opened = CONNECTION_WINDOW_BYTES - self.inbound_flow_control_window
+        self.increment_flow_control_window(opened)
+
+    def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[Any]]:
+        try:
+            return cast(tuple[list[Frame], list[Any]], super()._receive_headers_frame(frame))
+        except TooManyStreamsError:
+            return self._refuse(frame)
+
+    def _refuse(self, frame: HeadersFrame) -> tuple[list[Frame], list[Any]]:
+        stream_id = frame.stream_id
+        # decoded all the same: HPACK's table is shared by every stream of the connection
+        _decode_headers(self.decoder, frame.data)
+        if stream_id <= self.highest_inbound_stream_id:
+            # not a new stream (trailers on one gone): what h2 does below its limit
+            raise StreamIDTooLowError(stream_id, self.highest_inbound_stream_id)
+        if stream_id % 2 == 0:
+            raise ProtocolError("Invalid stream ID for peer.")
+        self.highest_inbound_stream_id = stream_id
+        # later frames of this stream get h2's answer to a stream it reset (RST_STREAM
+        # STREAM_CLOSED; DATA still credited back to the connection's window)
+        self._closed_streams[stream_id] = StreamClosedBy.SEND_RST_STREAM
+        refusal = RstStreamFrame(stream_id)
+        refusal.error_code = ErrorCodes.REFUSED_STREAM
+        return [refusal], []
+
+
+class _Protocol(H2Protocol):
+    """grpclib's protocol, its connection made with ``_Connection``."""
+
+    def __init__(
+        self, handler: Any, config: Configuration, h2_config: H2Configuration, limits: Http2Limits
+    ) -> None:
+        super().__init__(handler, config, h2_config)
+        self._limits = limits
+
+    def connection_made(self, transport: Any) -> None:
+        # grpclib's connection_made (0.4.9) but for the h2 connection, which sets its
+        # windows itself
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            _set_nodelay(sock)
+        h2_conn = _Connection(self.h2_config, self._limits)
+        h2_conn.initiate_connection()
+        self.connection = Connection(h2_conn, transport, config=self.config)
+        self.connection.flush()
+        self.connection.initialize()
+        self.processor = EventsProcessor(self.handler, self.connection)
+
+
+def protocol_for(made: H2Protocol, limits: Http2Limits) -> H2Protocol:
+    """The protocol grpclib made for a new connection, with our limits."""
+    return _Protocol(made.handler, made.config, made.h2_config, limits)
