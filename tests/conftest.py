@@ -38,6 +38,9 @@ def start_server(nursery: trio.Nursery) -> StartServer:
     async def start(repository: pathlib.Path = DEMO, **overrides: Any) -> ServerInfo:
         overrides.setdefault("http_port", 0)
         overrides.setdefault("grpc_port", 0)
+        # a full collection and a freeze of pytest's whole heap per server: not in tests
+        # (test_settings.py checks the tuning itself)
+        overrides.setdefault("gc_tuning", False)
         settings = load_settings(repository, overrides=overrides, environ={})
         return await nursery.start(serve, settings)
 

@@ -9,6 +9,7 @@ second signal stops it at once.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import pathlib
@@ -28,6 +29,7 @@ from conftest import free_port
 from grpc_stubs import load_stubs
 
 from streamwise import ServerInfo, load_settings, serve
+from streamwise.server import GC_YOUNG_THRESHOLD
 
 ROOT = pathlib.Path(__file__).parent.parent
 MODELS = ROOT / "conformance" / "models" / "streamwise"  # token-streamer: n tokens, paced
@@ -234,3 +236,17 @@ async def test_an_embedded_server_closes_its_clients_connections_when_it_stops()
             with trio.fail_after(5):
                 while await conn.receive_some():
                     pass  # whatever the server said last (a GOAWAY), then the end
+
+
+async def test_serving_tunes_the_collector_and_leaves_it_as_it_was() -> None:
+    """``gc_tuning`` (the default): startup's objects frozen and the young generation
+    collected less often while serving; the collector as it was once ``serve()`` returns."""
+    before = gc.get_threshold()
+    settings = load_settings(MODELS, overrides={"http_port": 0, "grpc_port": 0}, environ={})
+    async with trio.open_nursery() as nursery:
+        info: ServerInfo = await nursery.start(serve, settings)
+        serving = gc.get_threshold(), gc.get_freeze_count()
+        info.shutdown()
+    assert serving[0] == (GC_YOUNG_THRESHOLD, *before[1:])
+    assert serving[1] > 1000  # the modules, the models, the app
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, 0)

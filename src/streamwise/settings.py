@@ -89,6 +89,12 @@ class Settings(_Frozen):
     auth_token: pydantic.SecretStr | None = None
     """When set, every endpoint but health needs ``Authorization: Bearer <token>`` (REST) or
     ``authorization: Bearer <token>`` metadata (gRPC)."""
+    gc_tuning: bool = True
+    """While serving: what startup allocated (modules, loaded models) is frozen out of the
+    cyclic garbage collector's scans (``gc.freeze()``), and its youngest generation is
+    collected every :data:`~streamwise.server.GC_YOUNG_THRESHOLD` allocations instead of
+    Python's 700. False leaves the process's collector alone (an application embedding
+    ``serve()`` that tunes its own)."""
     event_loop_watchdog_s: float | None = Field(1.0, gt=0)
     """Log (with the stack) when the event loop is blocked this long; None: off."""
 
