@@ -56,11 +56,12 @@ LINGER_STEP_S = 0.0002
 class Stream(Generic[T]):
     """The items of one model stream, in batches, then how it ended."""
 
-    __slots__ = ("_handoff", "_started")
+    __slots__ = ("_handoff", "_started", "_lingers")
 
     def __init__(self, handoff: Handoff[T]) -> None:
         self._handoff = handoff
         self._started = False
+        self._lingers = True
 
     async def take(self, side: Side = TRIO) -> list[T]:
         """Every item waiting (waiting for one if none is), on the loop ``side`` names;
@@ -75,14 +76,16 @@ class Stream(Generic[T]):
         waits for that loop's next turn (or, where it cannot tell, sleeps
         :data:`LINGER_STEP_S`), and ends the batch after one wait without an item. A
         producer waiting for its model ends the batch. The first batch never waits: time
-        to first token comes first."""
+        to first token comes first. Nor does a slow stream: once a wait has found nothing,
+        the consumer lingers again only when it finds more than one item waiting (a slow
+        stream's events, one per wake-up, would each pay a wait for nothing)."""
         handoff = self._handoff
         batch = handoff.poll(BATCH_LIMIT)
         if batch is None:
             batch = await handoff.take(side.parker, BATCH_LIMIT)
         if not self._started:
             self._started = True
-        elif batch:  # an ended stream's poll() is [] at once: no wait
+        elif batch and (self._lingers or len(batch) > 1):  # an ended stream's is []: no wait
             same_loop = handoff.producer_side == side.name
             other_turn = None if same_loop else handoff.producer_turn
             until = time.monotonic() + LINGER_S
@@ -98,7 +101,9 @@ class Stream(Generic[T]):
                 if more:
                     batch += more
                     empty = 0
+                    self._lingers = True
                 elif more == [] or (empty := empty + 1) == (2 if same_loop else 1):
+                    self._lingers = more == [] or len(batch) > 1
                     break  # ended, or the producer waits for its model
         return batch
 
