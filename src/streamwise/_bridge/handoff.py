@@ -15,14 +15,13 @@ state wakes the parked side, directly when both run in the same thread, else thr
 loop's thread-safe entry (``TrioToken.run_sync_soon``, ``loop.call_soon_threadsafe``): one
 wake-up per batch, not per item, because a consumer that is awake takes everything waiting.
 
-The lock is held only around deque operations; nothing awaits while holding it.
+The lock is held only around list operations; nothing awaits while holding it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
@@ -136,7 +135,7 @@ class Handoff(Generic[T]):
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._lock = threading.Lock()
-        self._items: deque[T] = deque()
+        self._items: list[T] = []  # not a deque: an empty one holds a 600-byte block
         self._capacity = capacity
         self._window = min(FIRST_WINDOW, capacity)
         self._ended = False
@@ -249,10 +248,11 @@ class Handoff(Generic[T]):
         if self._window < self._capacity:
             self._window = min(self._capacity, self._window * 2)
         if len(items) <= limit:
-            batch = list(items)
-            items.clear()
-            return batch
-        return [items.popleft() for _ in range(limit)]
+            self._items = []
+            return items
+        batch = items[:limit]
+        del items[:limit]
+        return batch
 
     def _forget_producer(self, park: Parker) -> None:
         with self._lock:
