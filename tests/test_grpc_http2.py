@@ -5,10 +5,16 @@ refused alone, the connection goes on), and the windows the server opens."""
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import socket
+import threading
+import time
 import uuid
 from typing import Any
 
+import grpc
+import grpclib.protocol
 import h2.config
 import h2.connection
 import h2.events
@@ -20,6 +26,7 @@ from grpc_stubs import in_thread, load_stubs
 from h2.errors import ErrorCodes
 
 from streamwise.grpc.convert import request_to_proto
+from streamwise.grpc.http2 import RESET_BURST
 from streamwise.types import InferenceRequest
 
 pb2, pb2_grpc = load_stubs()
@@ -69,20 +76,45 @@ async def test_one_channel_holds_more_streams_than_h2s_old_default(
 async def test_past_the_limit_grpcio_calls_wait_and_none_is_cut(
     start_server: StartServer,
 ) -> None:
+    """Limit 2, three calls on one channel: two are served (which two is grpcio's
+    choice), the third waits in the client; cancelling one lets the third through."""
     info = await start_server(TEST_MODELS, grpc_max_concurrent_streams=2)
     rids = [f"wait-{uuid.uuid4()}" for _ in range(3)]
 
-    def run(stub: Any) -> list[str]:
-        first, second, third = (streaming_call(stub, rid) for rid in rids)
-        for call in (first, second):
-            next(call), next(call)
-        first.cancel()  # a slot frees: the third call, queued by grpcio, is served
-        got = [next(third).id, next(third).id]
-        second.cancel()
-        third.cancel()
-        return got
+    def run(stub: Any) -> tuple[list[str], list[str]]:
+        calls = [streaming_call(stub, rid) for rid in rids]
+        served = [threading.Event() for _ in calls]
+        got: list[list[str]] = [[] for _ in calls]
 
-    assert await in_thread(info, run) == [rids[2], rids[2]]
+        def read_two(i: int) -> None:
+            with contextlib.suppress(grpc.RpcError):  # cancelled at the end
+                for _, response in zip(range(2), calls[i], strict=False):
+                    got[i].append(response.id)
+            served[i].set()
+
+        readers = [threading.Thread(target=read_two, args=(i,)) for i in range(3)]
+        for reader in readers:
+            reader.start()
+        try:
+            deadline = time.monotonic() + 30
+            while sum(e.is_set() for e in served) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            first = [i for i in range(3) if served[i].is_set()]
+            assert len(first) == 2, f"served: {first}"
+            (waiting,) = {0, 1, 2} - set(first)
+            assert got[waiting] == [] and not served[waiting].wait(0.3)  # held back
+            calls[first[0]].cancel()  # a slot frees: the queued call is served
+            assert served[waiting].wait(30)
+            return got[first[1]], got[waiting]
+        finally:
+            for call in calls:
+                call.cancel()
+            for reader in readers:
+                reader.join(10)
+
+    other, queued = await in_thread(info, run)
+    assert len(set(other)) == 1 and len(other) == 2
+    assert len(set(queued)) == 1 and len(queued) == 2 and queued[0] in rids
     await wait_for_finallys(rids)
 
 
@@ -101,6 +133,12 @@ class RawClient:
 
     def open_call(self, stream_id: int, rid: str) -> None:
         message = request(rid)
+        self.send_headers(stream_id)
+        frame = b"\0" + len(message).to_bytes(4, "big") + message
+        self.h2.send_data(stream_id, frame, end_stream=True)
+        self.flush()
+
+    def send_headers(self, stream_id: int) -> None:
         self.h2.send_headers(
             stream_id,
             [
@@ -109,8 +147,12 @@ class RawClient:
                 ("te", "trailers"),
             ],
         )  # fmt: skip
-        frame = b"\0" + len(message).to_bytes(4, "big") + message
-        self.h2.send_data(stream_id, frame, end_stream=True)
+
+    def rapid_resets(self, count: int, first_id: int = 1) -> None:
+        """``count`` streams opened and reset at once (CVE-2023-44487), in one write."""
+        for stream_id in range(first_id, first_id + 2 * count, 2):
+            self.send_headers(stream_id)
+            self.h2.reset_stream(stream_id, ErrorCodes.CANCEL)
         self.flush()
 
     def read_until(self, done: Any) -> list[Any]:
@@ -200,3 +242,62 @@ async def test_the_default_advertises_no_stream_limit_and_opens_wide_windows(
     assert codes.MAX_CONCURRENT_STREAMS not in settings  # no limit, as grpcio
     assert settings[codes.INITIAL_WINDOW_SIZE] == 4 * 1024 * 1024
     assert connection_window == 64 * 1024 * 1024  # 16 streams' worth
+
+
+def grpclib_streams() -> int:
+    """grpclib's stream objects alive in this process (the server runs in it)."""
+    return sum(1 for o in gc.get_objects() if type(o) is grpclib.protocol.Stream)
+
+
+async def test_streams_reset_at_once_leave_nothing_behind(start_server: StartServer) -> None:
+    """A stream reset before its handler ran used to stay in grpclib's table for the life
+    of the connection (~8 KB each). Counted, not timed: the connection stays open, and
+    every stream object must be gone once the server has answered a PING sent after the
+    resets."""
+    info = await start_server(TEST_MODELS)
+    gc.collect()
+    baseline = grpclib_streams()
+
+    def attack() -> RawClient:
+        client = RawClient(info.grpc_port)
+        client.rapid_resets(150)  # within the budget: the connection is kept
+        client.h2.ping(b"resets!!")
+        client.flush()
+        client.read_until(lambda ev: any(isinstance(e, h2.events.PingAckReceived) for e in ev))
+        return client
+
+    client = await trio.to_thread.run_sync(attack)
+    try:
+        with trio.fail_after(10):
+            while True:
+                gc.collect()
+                if grpclib_streams() <= baseline:
+                    break
+                await trio.sleep(0.05)
+        assert not any(isinstance(e, h2.events.ConnectionTerminated) for e in client.events)
+    finally:
+        client.close()
+
+
+async def test_rapid_reset_is_answered_with_goaway_enhance_your_calm(
+    start_server: StartServer,
+) -> None:
+    info = await start_server(TEST_MODELS)
+
+    def attack() -> list[Any]:
+        client = RawClient(info.grpc_port)
+        try:
+            client.rapid_resets(RESET_BURST + 100)
+            events = []
+            while data := client.sock.recv(65536):
+                events.extend(client.h2.receive_data(data))
+            return events
+        finally:
+            client.close()
+
+    events = await trio.to_thread.run_sync(attack)
+    (goaway,) = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    # the server goes on serving everyone else
+    ready = await in_thread(info, lambda stub: stub.ServerReady(pb2.ServerReadyRequest()).ready)
+    assert ready

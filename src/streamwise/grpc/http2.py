@@ -1,4 +1,4 @@
-"""The gRPC port's HTTP/2 limits, set below grpclib.
+"""The gRPC port's HTTP/2 limits and protections, set below grpclib.
 
 grpclib keeps h2's defaults, which do not fit a streaming server: at most 100 concurrent
 streams per connection (a grpcio channel that multiplexes 1,000 streams is served 100 at a
@@ -19,7 +19,15 @@ whole connection (h2 answers with GOAWAY PROTOCOL_ERROR). Here:
 - h2 counts a connection's open streams by walking all of them at every new stream (and
   drops the closed ones as it goes): with no limit to check, that walk is done once per
   :data:`PURGE_EVERY` new streams instead (10,000 streams on one connection would
-  otherwise cost 50 million steps to open).
+  otherwise cost 50 million steps to open);
+- a stream reset before its handler ran leaves nothing behind: grpclib releases a stream
+  in its handler's ``finally``, which a handler cancelled before its first step never
+  reaches (each such stream kept ~8 KB: its buffer, queue and events, for the life of the
+  connection);
+- resets have a budget per connection (CVE-2023-44487, "rapid reset": open a stream and
+  reset it at once, over and over): :data:`RESET_BURST` resets, refilled at
+  :data:`RESETS_PER_S` a second; the streams the server refuses count too. Past it the
+  connection gets GOAWAY ENHANCE_YOUR_CALM and is closed.
 
 Uses h2 and grpclib internals, checked against h2 4.x and grpclib 0.4.9
 (``tests/test_grpc_http2.py`` drives both over real sockets).
@@ -28,21 +36,34 @@ Uses h2 and grpclib internals, checked against h2 4.x and grpclib 0.4.9
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, cast
 
 from grpclib.config import Configuration
 from grpclib.protocol import Connection, EventsProcessor, H2Protocol, _set_nodelay
+from grpclib.server import Handler
 from h2.config import H2Configuration
 from h2.connection import H2Connection, _decode_headers
 from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError, StreamIDTooLowError, TooManyStreamsError
+from h2.exceptions import (
+    DenialOfServiceError,
+    ProtocolError,
+    StreamIDTooLowError,
+    TooManyStreamsError,
+)
 from h2.settings import SettingCodes, Settings
 from h2.stream import StreamClosedBy
 from hyperframe.frame import Frame, HeadersFrame, RstStreamFrame
 
-__all__ = ["STREAM_WINDOW_BYTES", "CONNECTION_WINDOW_BYTES", "Http2Limits", "protocol_for"]
+__all__ = ["STREAM_WINDOW_BYTES", "CONNECTION_WINDOW_BYTES", "Http2Limits", "connection_for"]
 
 PURGE_EVERY = 64
+RESET_BURST = 200
+RESETS_PER_S = 100.0
+"""A client's resets (its RST_STREAM frames, and the streams refused past the stream
+limit): a burst of this many, then this many a second. A grpcio client cancels a call
+with a reset, so a client cancelling more than 100 calls a second for long on one
+connection is cut too: that is about what grpc-go and nginx allow."""
 
 STREAM_WINDOW_BYTES = 4 * 1024 * 1024
 """A stream's receive window: grpclib's and grpcio's default."""
@@ -72,6 +93,22 @@ class _Connection(H2Connection):
         self.local_settings = Settings(client=False, initial_values=values)
         self._unlimited = limits.max_concurrent_streams is None
         self._new_streams = 0
+        self._resets = float(RESET_BURST)
+        self._resets_at = time.monotonic()
+
+    def _reset_spent(self) -> None:
+        """One more of the client's resets; :class:`DenialOfServiceError` (h2 answers it
+        with GOAWAY ENHANCE_YOUR_CALM) once the budget is gone."""
+        now = time.monotonic()
+        self._resets = min(RESET_BURST, self._resets + (now - self._resets_at) * RESETS_PER_S)
+        self._resets_at = now
+        self._resets -= 1
+        if self._resets < 0:
+            raise DenialOfServiceError("too many streams reset on this connection")
+
+    def _receive_rst_stream_frame(self, frame: RstStreamFrame) -> tuple[list[Frame], list[Any]]:
+        self._reset_spent()
+        return cast(tuple[list[Frame], list[Any]], super()._receive_rst_stream_frame(frame))
 
     @property
     def open_inbound_streams(self) -> int:
@@ -100,6 +137,7 @@ class _Connection(H2Connection):
         stream_id = frame.stream_id
         # decoded all the same: HPACK's table is shared by every stream of the connection
         _decode_headers(self.decoder, frame.data)
+        self._reset_spent()
         if stream_id <= self.highest_inbound_stream_id:
             # not a new stream (trailers on one gone): what h2 does below its limit
             raise StreamIDTooLowError(stream_id, self.highest_inbound_stream_id)
@@ -148,6 +186,44 @@ class _Coalescing:
         return getattr(self._transport, name)
 
 
+class _GrpclibConnection(Connection):
+    """grpclib's connection, which sends what h2 still has to say before it closes (a
+    GOAWAY: grpclib closes the transport after a protocol error without flushing it)."""
+
+    def close(self) -> None:
+        if not self.is_closing():
+            self.flush()
+        super().close()
+
+
+class _Handler(Handler):
+    """grpclib's per-connection handler, which lets go of a call as soon as its task has
+    ended: its stream released also when the task was cancelled (a client's reset) before
+    it ran, and the task dropped at once (grpclib keeps ended tasks, with their stream,
+    until it next tidies up, ten calls later on that connection, or never)."""
+
+    def accept(self, stream: Any, headers: Any, release_stream: Any) -> None:
+        released = False
+
+        def release_once() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                release_stream()
+
+        super().accept(stream, headers, release_once)
+
+        def ended(task: Any) -> None:
+            release_once()
+            if self._tasks.get(stream) is task:
+                del self._tasks[stream]
+            self._cancelled.discard(task)
+            if not task.cancelled():
+                task.exception()  # retrieved: asyncio does not keep it to complain
+
+        self._tasks[stream].add_done_callback(ended)
+
+
 class _Protocol(H2Protocol):
     """grpclib's protocol, its connection made with ``_Connection``."""
 
@@ -165,12 +241,20 @@ class _Protocol(H2Protocol):
             _set_nodelay(sock)
         h2_conn = _Connection(self.h2_config, self._limits)
         h2_conn.initiate_connection()
-        self.connection = Connection(h2_conn, cast(Any, _Coalescing(transport)), config=self.config)
+        self.connection = _GrpclibConnection(
+            h2_conn, cast(Any, _Coalescing(transport)), config=self.config
+        )
         self.connection.flush()
         self.connection.initialize()
         self.processor = EventsProcessor(self.handler, self.connection)
 
 
-def protocol_for(made: H2Protocol, limits: Http2Limits) -> H2Protocol:
-    """The protocol grpclib made for a new connection, with our limits."""
-    return _Protocol(made.handler, made.config, made.h2_config, limits)
+def connection_for(server: Any, limits: Http2Limits) -> H2Protocol:
+    """What grpclib's ``Server._protocol_factory`` (0.4.9) makes for a new connection,
+    with our handler, connection and limits."""
+    server.__gc_step__()
+    handler = _Handler(
+        server._mapping, server._codec, server._status_details_codec, server.__dispatch__
+    )
+    server._handlers.add(handler)
+    return _Protocol(handler, server._config, server._h2_config, limits)

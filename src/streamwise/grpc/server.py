@@ -19,7 +19,7 @@ from .._bridge import AsyncioLoop
 from ..protocol import auth
 from ..runtime.dataplane import DataPlane
 from .codec import LimitedCodec
-from .http2 import Http2Limits, protocol_for
+from .http2 import Http2Limits, connection_for
 from .service import InferenceService, RepositoryService
 
 __all__ = ["open_grpc_server", "GrpcServer", "DEFAULT_MAX_MESSAGE_BYTES"]
@@ -43,7 +43,7 @@ class _Server(Server):
         self._protocols: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def _protocol_factory(self) -> Any:
-        protocol = protocol_for(super()._protocol_factory(), self._limits)
+        protocol = connection_for(self, self._limits)
         self._protocols.add(protocol)
         return protocol
 
