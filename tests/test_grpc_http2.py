@@ -301,3 +301,80 @@ async def test_rapid_reset_is_answered_with_goaway_enhance_your_calm(
     # the server goes on serving everyone else
     ready = await in_thread(info, lambda stub: stub.ServerReady(pb2.ServerReadyRequest()).ready)
     assert ready
+
+
+async def test_an_idle_connection_gets_goaway_and_grpcio_reconnects(
+    start_server: StartServer,
+) -> None:
+    info = await start_server(TEST_MODELS, grpc_max_connection_idle_s=0.3)
+
+    def idle() -> list[Any]:
+        client = RawClient(info.grpc_port)  # the preface, then nothing
+        try:
+            events = []
+            while data := client.sock.recv(65536):  # the server closes it (10 s timeout)
+                events.extend(client.h2.receive_data(data))
+            return events
+        finally:
+            client.close()
+
+    events = await trio.to_thread.run_sync(idle)
+    (goaway,) = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+    assert goaway.error_code == ErrorCodes.NO_ERROR
+
+    def calls_across_an_idle_close(stub: Any) -> list[bool]:
+        ready = [stub.ServerReady(pb2.ServerReadyRequest()).ready]
+        time.sleep(0.8)  # the channel's connection is closed meanwhile
+        ready.append(stub.ServerReady(pb2.ServerReadyRequest()).ready)
+        return ready
+
+    assert await in_thread(info, calls_across_an_idle_close) == [True, True]
+
+
+async def test_a_connection_with_a_call_open_is_not_idle(start_server: StartServer) -> None:
+    info = await start_server(TEST_MODELS, grpc_max_connection_idle_s=0.2)
+    rid = f"busy-{uuid.uuid4()}"
+
+    def run(stub: Any) -> bool:
+        call = streaming_call(stub, rid)
+        next(call), next(call)  # the model's next token is a minute away
+        time.sleep(1.0)  # five idle timeouts: the call keeps the connection
+        active = call.is_active()
+        call.cancel()
+        return bool(active)
+
+    assert await in_thread(info, run)
+    await wait_for_finallys([rid])
+
+
+async def test_past_the_connection_cap_new_connections_are_closed_served_ones_go_on(
+    start_server: StartServer,
+) -> None:
+    info = await start_server(TEST_MODELS, grpc_max_connections=2)
+
+    def run() -> tuple[bool, list[bool]]:
+        served = [RawClient(info.grpc_port) for _ in range(2)]
+        try:
+            for client in served:  # both get the server's SETTINGS
+                client.read_until(lambda ev: bool(settings_of(ev)))
+            extra = RawClient(info.grpc_port)
+            try:
+                closed = extra.sock.recv(65536) == b""
+            except ConnectionResetError:
+                closed = True
+            finally:
+                extra.close()
+            alive = []
+            for client in served:
+                client.h2.ping(b"still ok")
+                client.flush()
+                client.read_until(
+                    lambda ev: any(isinstance(e, h2.events.PingAckReceived) for e in ev)
+                )
+                alive.append(True)
+            return closed, alive
+        finally:
+            for client in served:
+                client.close()
+
+    assert await trio.to_thread.run_sync(run) == (True, [True, True])

@@ -60,6 +60,12 @@ class Settings(_Frozen):
     """Streams (calls) one gRPC connection may have open at once, advertised to clients in
     HTTP/2 SETTINGS; None: no limit, as grpcio. A client past it is refused that stream
     alone (RST_STREAM REFUSED_STREAM); grpcio clients queue calls until one ends."""
+    grpc_max_connections: int | None = Field(10_000, ge=1)
+    """Open gRPC connections; past it a new connection is closed at once (the open ones
+    are served as before). None: no limit."""
+    grpc_max_connection_idle_s: float | None = Field(300.0, gt=0)
+    """A gRPC connection without a call for this long gets GOAWAY (NO_ERROR) and is closed,
+    as gRPC's MAX_CONNECTION_IDLE; clients reconnect at their next call. None: never."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     max_request_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     stream_buffer_size: int = Field(64, ge=1)

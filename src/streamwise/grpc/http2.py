@@ -27,7 +27,11 @@ whole connection (h2 answers with GOAWAY PROTOCOL_ERROR). Here:
 - resets have a budget per connection (CVE-2023-44487, "rapid reset": open a stream and
   reset it at once, over and over): :data:`RESET_BURST` resets, refilled at
   :data:`RESETS_PER_S` a second; the streams the server refuses count too. Past it the
-  connection gets GOAWAY ENHANCE_YOUR_CALM and is closed.
+  connection gets GOAWAY ENHANCE_YOUR_CALM and is closed;
+- a connection without a call for ``grpc_max_connection_idle_s`` gets GOAWAY NO_ERROR and
+  is closed (gRPC's MAX_CONNECTION_IDLE: grpcio reconnects at its next call), and past
+  ``grpc_max_connections`` open connections a new one is closed at once, the served ones
+  untouched.
 
 Uses h2 and grpclib internals, checked against h2 4.x and grpclib 0.4.9
 (``tests/test_grpc_http2.py`` drives both over real sockets).
@@ -71,10 +75,20 @@ CONNECTION_WINDOW_BYTES = 16 * STREAM_WINDOW_BYTES
 
 
 class Http2Limits:
-    """What every connection of the gRPC port is given."""
+    """What every connection of the gRPC port is given, and the connections open now."""
 
-    def __init__(self, max_concurrent_streams: int | None) -> None:
+    def __init__(
+        self,
+        max_concurrent_streams: int | None = None,
+        max_connections: int | None = None,
+        max_connection_idle_s: float | None = None,
+    ) -> None:
         self.max_concurrent_streams = max_concurrent_streams
+        self.max_connections = max_connections
+        self.max_connection_idle_s = max_connection_idle_s
+        self.connections: set[_Protocol] = set()
+        self.refused = 0
+        """Connections closed at once because ``max_connections`` were open."""
 
 
 class _Connection(H2Connection):
@@ -202,7 +216,11 @@ class _Handler(Handler):
     it ran, and the task dropped at once (grpclib keeps ended tasks, with their stream,
     until it next tidies up, ten calls later on that connection, or never)."""
 
+    protocol: _Protocol | None = None
+
     def accept(self, stream: Any, headers: Any, release_stream: Any) -> None:
+        if self.protocol is not None:
+            self.protocol.touch()
         released = False
 
         def release_once() -> None:
@@ -215,6 +233,8 @@ class _Handler(Handler):
 
         def ended(task: Any) -> None:
             release_once()
+            if self.protocol is not None:
+                self.protocol.touch()
             if self._tasks.get(stream) is task:
                 del self._tasks[stream]
             self._cancelled.discard(task)
@@ -225,21 +245,33 @@ class _Handler(Handler):
 
 
 class _Protocol(H2Protocol):
-    """grpclib's protocol, its connection made with ``_Connection``."""
+    """grpclib's protocol, its connection made with ``_Connection``; refused at once past
+    ``max_connections``, and closed (GOAWAY NO_ERROR) after ``max_connection_idle_s``
+    without a call."""
 
     def __init__(
         self, handler: Any, config: Configuration, h2_config: H2Configuration, limits: Http2Limits
     ) -> None:
         super().__init__(handler, config, h2_config)
         self._limits = limits
+        self._transport: Any = None
+        self._last_active = time.monotonic()
+        self._idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
+        limits = self._limits
+        if limits.max_connections is not None and len(limits.connections) >= limits.max_connections:
+            limits.refused += 1
+            transport.abort()  # served connections go on; this one is told by its reset
+            return
+        limits.connections.add(self)
+        self._transport = transport
         # grpclib's connection_made (0.4.9) but for the h2 connection, which sets its
         # windows itself
         sock = transport.get_extra_info("socket")
         if sock is not None:
             _set_nodelay(sock)
-        h2_conn = _Connection(self.h2_config, self._limits)
+        h2_conn = _Connection(self.h2_config, limits)
         h2_conn.initiate_connection()
         self.connection = _GrpclibConnection(
             h2_conn, cast(Any, _Coalescing(transport)), config=self.config
@@ -247,6 +279,41 @@ class _Protocol(H2Protocol):
         self.connection.flush()
         self.connection.initialize()
         self.processor = EventsProcessor(self.handler, self.connection)
+        self.touch()
+
+    def data_received(self, data: bytes) -> None:
+        if self._transport is not None:
+            super().data_received(data)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        if self._transport is None:
+            return  # refused: nothing was set up
+        self._limits.connections.discard(self)
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        super().connection_lost(exc)
+
+    # -- the idle timeout --
+    def touch(self) -> None:
+        """A call started or ended: the connection is not idle since now."""
+        self._last_active = time.monotonic()
+        idle_s = self._limits.max_connection_idle_s
+        if idle_s is not None and self._idle_timer is None and self._transport is not None:
+            self._idle_timer = asyncio.get_running_loop().call_later(idle_s, self._idle_check)
+
+    def _idle_check(self) -> None:
+        self._idle_timer = None
+        idle_s = self._limits.max_connection_idle_s
+        if idle_s is None or self.processor.streams:
+            return  # busy: the end of its last call starts the timer again
+        left = self._last_active + idle_s - time.monotonic()
+        if left > 0:
+            self._idle_timer = asyncio.get_running_loop().call_later(left, self._idle_check)
+            return
+        h2_conn = self.connection._connection
+        h2_conn.close_connection(ErrorCodes.NO_ERROR, additional_data=b"idle")
+        self.connection.close()  # flushes the GOAWAY first
 
 
 def connection_for(server: Any, limits: Http2Limits) -> H2Protocol:
@@ -257,4 +324,6 @@ def connection_for(server: Any, limits: Http2Limits) -> H2Protocol:
         server._mapping, server._codec, server._status_details_codec, server.__dispatch__
     )
     server._handlers.add(handler)
-    return _Protocol(handler, server._config, server._h2_config, limits)
+    protocol = _Protocol(handler, server._config, server._h2_config, limits)
+    handler.protocol = protocol
+    return protocol

@@ -93,7 +93,12 @@ async def _start(
     token = dataplane.settings.auth_token
     if token is not None:
         services = [_Authenticated(service, token) for service in services]
-    limits = Http2Limits(dataplane.settings.grpc_max_concurrent_streams)
+    settings = dataplane.settings
+    limits = Http2Limits(
+        settings.grpc_max_concurrent_streams,
+        settings.grpc_max_connections,
+        settings.grpc_max_connection_idle_s,
+    )
     server = _Server(services, codec=codec, limits=limits)
     await server.start(host, port)
     asyncio_server: Any = server._server  # grpclib keeps the asyncio server; ask it the port
