@@ -378,3 +378,74 @@ async def test_past_the_connection_cap_new_connections_are_closed_served_ones_go
                 client.close()
 
     assert await trio.to_thread.run_sync(run) == (True, [True, True])
+
+
+def goaway_of(events: list[Any]) -> Any:
+    (goaway,) = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+    return goaway
+
+
+async def test_an_aged_connection_finishes_its_calls_refuses_new_ones_then_closes(
+    start_server: StartServer,
+) -> None:
+    info = await start_server(TEST_MODELS, grpc_max_connection_age_s=0.3)
+    rids = {1: f"aged-{uuid.uuid4()}", 3: f"late-{uuid.uuid4()}"}
+
+    def run() -> tuple[Any, list[Any], bool]:
+        client = RawClient(info.grpc_port)
+        try:
+            client.open_call(1, rids[1])
+            client.read_until(
+                lambda ev: sum(isinstance(e, h2.events.DataReceived) for e in ev) >= 1
+            )
+            events = client.read_until(
+                lambda ev: any(isinstance(e, h2.events.ConnectionTerminated) for e in ev)
+            )
+            goaway = goaway_of(events)
+            # h2 on this side would not open a stream after a GOAWAY: send one anyway
+            client.h2.state_machine.state = h2.connection.ConnectionState.CLIENT_OPEN
+            client.open_call(3, rids[3])
+            client.read_until(lambda ev: any(isinstance(e, h2.events.StreamReset) for e in ev))
+            # the aged call is still open: the server neither ended nor reset it
+            still_open = not any(
+                isinstance(e, h2.events.StreamEnded | h2.events.StreamReset) and e.stream_id == 1
+                for e in client.events
+            )
+            client.h2.reset_stream(1, ErrorCodes.CANCEL)  # its last call ends
+            client.flush()
+            while client.sock.recv(65536):  # then the server closes the connection
+                pass
+            return goaway, client.events, still_open
+        finally:
+            client.close()
+
+    goaway, events, still_open = await trio.to_thread.run_sync(run)
+    assert (goaway.error_code, goaway.last_stream_id) == (ErrorCodes.NO_ERROR, 1)
+    (refusal,) = [e for e in events if isinstance(e, h2.events.StreamReset)]
+    assert (refusal.stream_id, refusal.error_code) == (3, ErrorCodes.REFUSED_STREAM)
+    assert still_open
+    await wait_for_finallys([rids[1]])  # the aged call ran until its client cancelled it
+    assert rids[3] not in probe.finally_at
+
+
+async def test_an_aged_connection_is_closed_under_its_calls_after_the_grace(
+    start_server: StartServer,
+) -> None:
+    info = await start_server(
+        TEST_MODELS, grpc_max_connection_age_s=0.2, grpc_max_connection_age_grace_s=0.3
+    )
+    rid = f"grace-{uuid.uuid4()}"
+
+    def run() -> Any:
+        client = RawClient(info.grpc_port)
+        try:
+            client.open_call(1, rid)
+            while data := client.sock.recv(65536):  # closed by the server (10 s timeout)
+                client.events.extend(client.h2.receive_data(data))
+            return goaway_of(client.events)
+        finally:
+            client.close()
+
+    goaway = await trio.to_thread.run_sync(run)
+    assert goaway.error_code == ErrorCodes.NO_ERROR
+    await wait_for_finallys([rid])  # the call was cancelled with its connection

@@ -66,6 +66,13 @@ class Settings(_Frozen):
     grpc_max_connection_idle_s: float | None = Field(300.0, gt=0)
     """A gRPC connection without a call for this long gets GOAWAY (NO_ERROR) and is closed,
     as gRPC's MAX_CONNECTION_IDLE; clients reconnect at their next call. None: never."""
+    grpc_max_connection_age_s: float | None = Field(None, gt=0)
+    """A gRPC connection this old gets a graceful GOAWAY: its calls go on, new ones go to
+    a new connection (behind a load balancer: to any replica). gRPC's MAX_CONNECTION_AGE.
+    None: no maximum age."""
+    grpc_max_connection_age_grace_s: float | None = Field(None, gt=0)
+    """After ``grpc_max_connection_age_s``, how long the calls still open may take before
+    the connection is closed under them. None: as long as they take."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     max_request_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     stream_buffer_size: int = Field(64, ge=1)

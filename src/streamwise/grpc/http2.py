@@ -31,7 +31,10 @@ whole connection (h2 answers with GOAWAY PROTOCOL_ERROR). Here:
 - a connection without a call for ``grpc_max_connection_idle_s`` gets GOAWAY NO_ERROR and
   is closed (gRPC's MAX_CONNECTION_IDLE: grpcio reconnects at its next call), and past
   ``grpc_max_connections`` open connections a new one is closed at once, the served ones
-  untouched.
+  untouched;
+- with ``grpc_max_connection_age_s``, a connection that old gets a graceful GOAWAY (its
+  open calls go on, for at most ``grpc_max_connection_age_grace_s``; newer streams are
+  refused) and closes once they have ended (gRPC's MAX_CONNECTION_AGE).
 
 Uses h2 and grpclib internals, checked against h2 4.x and grpclib 0.4.9
 (``tests/test_grpc_http2.py`` drives both over real sockets).
@@ -57,7 +60,7 @@ from h2.exceptions import (
 )
 from h2.settings import SettingCodes, Settings
 from h2.stream import StreamClosedBy
-from hyperframe.frame import Frame, HeadersFrame, RstStreamFrame
+from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 
 __all__ = ["STREAM_WINDOW_BYTES", "CONNECTION_WINDOW_BYTES", "Http2Limits", "connection_for"]
 
@@ -82,10 +85,14 @@ class Http2Limits:
         max_concurrent_streams: int | None = None,
         max_connections: int | None = None,
         max_connection_idle_s: float | None = None,
+        max_connection_age_s: float | None = None,
+        max_connection_age_grace_s: float | None = None,
     ) -> None:
         self.max_concurrent_streams = max_concurrent_streams
         self.max_connections = max_connections
         self.max_connection_idle_s = max_connection_idle_s
+        self.max_connection_age_s = max_connection_age_s
+        self.max_connection_age_grace_s = max_connection_age_grace_s
         self.connections: set[_Protocol] = set()
         self.refused = 0
         """Connections closed at once because ``max_connections`` were open."""
@@ -109,6 +116,18 @@ class _Connection(H2Connection):
         self._new_streams = 0
         self._resets = float(RESET_BURST)
         self._resets_at = time.monotonic()
+        self.last_stream_served: int | None = None
+        """Set by :meth:`goaway_gracefully`: newer streams are refused."""
+
+    def goaway_gracefully(self, reason: bytes) -> None:
+        """GOAWAY NO_ERROR naming the last stream served: the streams open go on, newer
+        ones are refused. Written by hand: h2 closes the whole connection with its GOAWAY
+        (no more frames on any stream)."""
+        goaway = GoAwayFrame(0)
+        goaway.last_stream_id = self.last_stream_served = self.highest_inbound_stream_id
+        goaway.error_code = ErrorCodes.NO_ERROR
+        goaway.additional_data = reason
+        self._prepare_for_sending([goaway])
 
     def _reset_spent(self) -> None:
         """One more of the client's resets; :class:`DenialOfServiceError` (h2 answers it
@@ -142,6 +161,9 @@ class _Connection(H2Connection):
         self.increment_flow_control_window(opened)
 
     def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[Any]]:
+        last = self.last_stream_served
+        if last is not None and frame.stream_id > last and frame.stream_id not in self.streams:
+            return self._refuse(frame)  # opened after our GOAWAY
         try:
             return cast(tuple[list[Frame], list[Any]], super()._receive_headers_frame(frame))
         except TooManyStreamsError:
@@ -257,6 +279,8 @@ class _Protocol(H2Protocol):
         self._transport: Any = None
         self._last_active = time.monotonic()
         self._idle_timer: asyncio.TimerHandle | None = None
+        self._age_timer: asyncio.TimerHandle | None = None
+        self._closing_when_idle = False
 
     def connection_made(self, transport: Any) -> None:
         limits = self._limits
@@ -280,6 +304,10 @@ class _Protocol(H2Protocol):
         self.connection.initialize()
         self.processor = EventsProcessor(self.handler, self.connection)
         self.touch()
+        if limits.max_connection_age_s is not None:
+            self._age_timer = asyncio.get_running_loop().call_later(
+                limits.max_connection_age_s, self._aged
+            )
 
     def data_received(self, data: bytes) -> None:
         if self._transport is not None:
@@ -289,14 +317,18 @@ class _Protocol(H2Protocol):
         if self._transport is None:
             return  # refused: nothing was set up
         self._limits.connections.discard(self)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+        for timer in (self._idle_timer, self._age_timer):
+            if timer is not None:
+                timer.cancel()
+        self._idle_timer = self._age_timer = None
         super().connection_lost(exc)
 
     # -- the idle timeout --
     def touch(self) -> None:
         """A call started or ended: the connection is not idle since now."""
+        if self._closing_when_idle and not self.processor.streams:
+            self.connection.close()  # aged, and its last call has ended
+            return
         self._last_active = time.monotonic()
         idle_s = self._limits.max_connection_idle_s
         if idle_s is not None and self._idle_timer is None and self._transport is not None:
@@ -314,6 +346,23 @@ class _Protocol(H2Protocol):
         h2_conn = self.connection._connection
         h2_conn.close_connection(ErrorCodes.NO_ERROR, additional_data=b"idle")
         self.connection.close()  # flushes the GOAWAY first
+
+    # -- the maximum age --
+    def _aged(self) -> None:
+        """``max_connection_age_s`` has passed: GOAWAY, the calls open finish (for at most
+        ``max_connection_age_grace_s``), then the connection closes. Clients open a new
+        one for their next calls: long-lived channels spread over new server replicas."""
+        self._age_timer = None
+        if self.connection.is_closing():
+            return
+        h2_conn = cast(_Connection, self.connection._connection)
+        h2_conn.goaway_gracefully(b"max age")
+        self.connection.flush()
+        self._closing_when_idle = True
+        if not self.processor.streams:
+            self.connection.close()
+        elif (grace := self._limits.max_connection_age_grace_s) is not None:
+            self._age_timer = asyncio.get_running_loop().call_later(grace, self.connection.close)
 
 
 def connection_for(server: Any, limits: Http2Limits) -> H2Protocol:

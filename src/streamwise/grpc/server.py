@@ -98,6 +98,8 @@ async def _start(
         settings.grpc_max_concurrent_streams,
         settings.grpc_max_connections,
         settings.grpc_max_connection_idle_s,
+        settings.grpc_max_connection_age_s,
+        settings.grpc_max_connection_age_grace_s,
     )
     server = _Server(services, codec=codec, limits=limits)
     await server.start(host, port)
