@@ -8,6 +8,8 @@ the connection cap given, then, one after the other:
 - **rapid reset** (CVE-2023-44487): open a ModelInfer stream and reset it at once, over
   and over, from one client that reconnects whenever the server closes its connection,
   until N streams were reset (default 100,000);
+- **stream flood**: N streams opened on one connection (HEADERS only: no request, no
+  reset), as fast as it takes them (default 20,000);
 - **idle connections**: N connections (default 2,000) that send the HTTP/2 preface and
   then nothing, held until the server closes them or 3 idle timeouts have passed.
 
@@ -143,6 +145,32 @@ def rapid_reset(port: int, total: int) -> dict[str, Any]:
             "GOAWAYs": dict((code, goaways.count(code)) for code in set(goaways))}  # fmt: skip
 
 
+def stream_flood(port: int, total: int) -> dict[str, Any]:
+    """Streams opened (HEADERS, no request, no reset) as fast as one connection takes them,
+    held open until the end."""
+    sock, conn = _connect(port)
+    said: list[str] = []
+    sent, stream_id, open_ = 0, 1, True
+    try:
+        while open_ and sent < total:
+            for _ in range(500):
+                conn.send_headers(stream_id, HEADERS)
+                stream_id += 2
+            sock.sendall(conn.data_to_send())
+            sent += 500
+            open_ = _read_ready(sock, conn, said)
+        deadline = time.monotonic() + 2
+        while open_ and time.monotonic() < deadline:
+            _readable(sock, 0.05)
+            open_ = _read_ready(sock, conn, said)
+    except (BrokenPipeError, ConnectionResetError):
+        open_ = False
+    finally:
+        sock.close()
+    return {"streams opened": sent, "connection still open": open_,
+            "GOAWAYs": dict((code, said.count(code)) for code in set(said))}  # fmt: skip
+
+
 def idle_connections(port: int, count: int, wait_s: float) -> dict[str, Any]:
     held = [_connect(port) for _ in range(count)]
     open_at_start = len(held)
@@ -162,6 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--resets", type=int, default=100_000)
     parser.add_argument("--idle", type=int, default=2_000)
+    parser.add_argument("--flood", type=int, default=20_000)
     parser.add_argument("--idle-s", type=float, default=5.0)
     parser.add_argument("--max-connections", type=int, default=10_000)
     args = parser.parse_args()
@@ -190,6 +219,7 @@ def main() -> None:
         time.sleep(1)
         for name, attack in (
             (f"rapid reset x {args.resets}", lambda: rapid_reset(grpc_port, args.resets)),
+            (f"stream flood x {args.flood}", lambda: stream_flood(grpc_port, args.flood)),
             (f"{args.idle} idle connections (idle timeout {args.idle_s:g} s)",
              lambda: idle_connections(grpc_port, args.idle, 3 * args.idle_s)),
         ):  # fmt: skip
