@@ -449,3 +449,41 @@ async def test_an_aged_connection_is_closed_under_its_calls_after_the_grace(
     goaway = await trio.to_thread.run_sync(run)
     assert goaway.error_code == ErrorCodes.NO_ERROR
     await wait_for_finallys([rid])  # the call was cancelled with its connection
+
+
+async def test_cancelling_streams_being_answered_spends_no_reset_budget(
+    start_server: StartServer,
+) -> None:
+    """Users stopping generations is not an attack: twice the burst of streams, each
+    answered, all reset at once; the connection goes on."""
+    info = await start_server(TEST_MODELS)
+    ids = list(range(1, 4 * RESET_BURST, 2))
+    rids = {sid: f"stop-{sid}-{uuid.uuid4()}" for sid in ids}
+
+    def run() -> list[Any]:
+        client = RawClient(info.grpc_port)
+        try:
+            for sid in ids:
+                client.open_call(sid, rids[sid])
+            answered = set()
+
+            def all_answered(events: list[Any]) -> bool:
+                answered.update(
+                    e.stream_id for e in events if isinstance(e, h2.events.DataReceived)
+                )
+                return len(answered) == len(ids)
+
+            client.read_until(all_answered)
+            for sid in ids:
+                client.h2.reset_stream(sid, ErrorCodes.CANCEL)
+            client.h2.ping(b"still ok")
+            client.flush()
+            return client.read_until(
+                lambda ev: any(isinstance(e, h2.events.PingAckReceived) for e in ev)
+            )
+        finally:
+            client.close()
+
+    events = await trio.to_thread.run_sync(run)
+    assert not any(isinstance(e, h2.events.ConnectionTerminated) for e in events)
+    await wait_for_finallys(list(rids.values()))

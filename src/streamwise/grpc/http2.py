@@ -26,7 +26,9 @@ whole connection (h2 answers with GOAWAY PROTOCOL_ERROR). Here:
   connection);
 - resets have a budget per connection (CVE-2023-44487, "rapid reset": open a stream and
   reset it at once, over and over): :data:`RESET_BURST` resets, refilled at
-  :data:`RESETS_PER_S` a second; the streams the server refuses count too. Past it the
+  :data:`RESETS_PER_S` a second, counting the streams reset before the server answered
+  anything and the streams the server refuses (a client cancelling calls it is being
+  answered on spends nothing). Past it the
   connection gets GOAWAY ENHANCE_YOUR_CALM and is closed;
 - a connection without a call for ``grpc_max_connection_idle_s`` gets GOAWAY NO_ERROR and
   is closed (gRPC's MAX_CONNECTION_IDLE: grpcio reconnects at its next call), and past
@@ -67,10 +69,10 @@ __all__ = ["STREAM_WINDOW_BYTES", "CONNECTION_WINDOW_BYTES", "Http2Limits", "con
 PURGE_EVERY = 64
 RESET_BURST = 200
 RESETS_PER_S = 100.0
-"""A client's resets (its RST_STREAM frames, and the streams refused past the stream
-limit): a burst of this many, then this many a second. A grpcio client cancels a call
-with a reset, so a client cancelling more than 100 calls a second for long on one
-connection is cut too: that is about what grpc-go and nginx allow."""
+"""A client's resets of streams not answered yet (its RST_STREAM frames, and the streams
+refused past the stream limit): a burst of this many, then this many a second. A grpcio
+client cancels a call with a reset: one cancelling more than 100 calls a second, each
+before any answer, for long on one connection, is cut too."""
 
 STREAM_WINDOW_BYTES = 4 * 1024 * 1024
 """A stream's receive window: grpclib's and grpcio's default."""
@@ -140,7 +142,12 @@ class _Connection(H2Connection):
             raise DenialOfServiceError("too many streams reset on this connection")
 
     def _receive_rst_stream_frame(self, frame: RstStreamFrame) -> tuple[list[Frame], list[Any]]:
-        self._reset_spent()
+        stream = self.streams.get(frame.stream_id)
+        if stream is None or not stream.state_machine.headers_sent:
+            # reset before the server answered anything: the rapid-reset pattern. A client
+            # cancelling a stream it is being answered on (a user stopping a generation)
+            # spends nothing.
+            self._reset_spent()
         return cast(tuple[list[Frame], list[Any]], super()._receive_rst_stream_frame(frame))
 
     @property
