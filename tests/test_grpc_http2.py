@@ -487,3 +487,30 @@ async def test_cancelling_streams_being_answered_spends_no_reset_budget(
     events = await trio.to_thread.run_sync(run)
     assert not any(isinstance(e, h2.events.ConnectionTerminated) for e in events)
     await wait_for_finallys(list(rids.values()))
+
+
+async def test_a_peer_that_stops_answering_pings_is_dropped_and_its_model_cancelled(
+    start_server: StartServer,
+) -> None:
+    """Keepalive: a client gone without a word (here: it stops reading, so it answers no
+    PING) in the middle of a slow stream; the server's ping goes unanswered, the
+    connection is closed and the model cancelled, long before its next token."""
+    info = await start_server(TEST_MODELS, grpc_keepalive_time_s=0.2, grpc_keepalive_timeout_s=0.3)
+    rid = f"gone-{uuid.uuid4()}"
+
+    def open_and_fall_silent() -> RawClient:
+        client = RawClient(info.grpc_port)
+        client.open_call(1, rid)
+        client.read_until(
+            lambda ev: (
+                sum(isinstance(e, h2.events.DataReceived) for e in ev) >= 2
+                or any(isinstance(e, h2.events.DataReceived) and len(e.data) > 200 for e in ev)
+            )
+        )
+        return client  # and reads nothing more
+
+    client = await trio.to_thread.run_sync(open_and_fall_silent)
+    try:
+        await wait_for_finallys([rid])  # within 20 s; the model's next token is 60 s away
+    finally:
+        client.close()

@@ -66,6 +66,13 @@ class Settings(_Frozen):
     grpc_max_connection_idle_s: float | None = Field(300.0, gt=0)
     """A gRPC connection without a call for this long gets GOAWAY (NO_ERROR) and is closed,
     as gRPC's MAX_CONNECTION_IDLE; clients reconnect at their next call. None: never."""
+    grpc_keepalive_time_s: float | None = Field(7200.0, gt=0)
+    """While a gRPC connection has calls open, the server pings it this often; a peer that
+    does not answer within ``grpc_keepalive_timeout_s`` is gone: its connection is closed
+    and its calls (their models) cancelled. gRPC's KEEPALIVE_TIME (2 hours by default, as
+    gRPC servers); None: no pings."""
+    grpc_keepalive_timeout_s: float = Field(20.0, gt=0)
+    """How long a ping may go unanswered (gRPC's KEEPALIVE_TIMEOUT)."""
     grpc_max_connection_age_s: float | None = Field(None, gt=0)
     """A gRPC connection this old gets a graceful GOAWAY: its calls go on, new ones go to
     a new connection (behind a load balancer: to any replica). gRPC's MAX_CONNECTION_AGE.

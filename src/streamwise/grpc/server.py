@@ -12,6 +12,7 @@ from typing import Any
 import pydantic
 import trio
 from grpclib import GRPCError, Status
+from grpclib.config import Configuration
 from grpclib.const import Handler
 from grpclib.server import Server
 
@@ -101,7 +102,11 @@ async def _start(
         settings.grpc_max_connection_age_s,
         settings.grpc_max_connection_age_grace_s,
     )
-    server = _Server(services, codec=codec, limits=limits)
+    keepalive = Configuration(
+        _keepalive_time=settings.grpc_keepalive_time_s,
+        _keepalive_timeout=settings.grpc_keepalive_timeout_s,
+    )
+    server = _Server(services, codec=codec, limits=limits, config=keepalive)
     await server.start(host, port)
     asyncio_server: Any = server._server  # grpclib keeps the asyncio server; ask it the port
     sockets = asyncio_server.sockets if asyncio_server else ()
