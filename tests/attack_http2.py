@@ -205,17 +205,9 @@ def main() -> None:
             "--grpc-port", str(grpc_port)]  # fmt: skip
     server = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     try:
-        prober = None
-        for _ in range(100):
-            try:
-                prober = Prober(grpc_port)
-                grpc.channel_ready_future(grpc.insecure_channel(f"127.0.0.1:{grpc_port}")).result(
-                    timeout=0.3
-                )
-                break
-            except grpc.FutureTimeoutError:
-                prober.stop() if prober else None
-        assert prober is not None
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)  # the server is up
+        prober = Prober(grpc_port)
         time.sleep(1)
         for name, attack in (
             (f"rapid reset x {args.resets}", lambda: rapid_reset(grpc_port, args.resets)),

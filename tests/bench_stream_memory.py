@@ -44,7 +44,10 @@ if kind == "rest":
     for s in held:
         got = b""
         while got.count(b"data:") < 2:
-            got += s.recv(65536)
+            data = s.recv(65536)
+            if not data:
+                raise SystemExit(f"the server closed a stream: {got[:300]!r}")
+            got += data
 else:
     import grpc
     from grpc_stubs import load_stubs

@@ -39,7 +39,7 @@ def start_server(nursery: trio.Nursery) -> StartServer:
         overrides.setdefault("http_port", 0)
         overrides.setdefault("grpc_port", 0)
         # a full collection and a freeze of pytest's whole heap per server: not in tests
-        # (test_settings.py checks the tuning itself)
+        # (test_shutdown.py checks the tuning itself)
         overrides.setdefault("gc_tuning", False)
         settings = load_settings(repository, overrides=overrides, environ={})
         return await nursery.start(serve, settings)

@@ -25,6 +25,7 @@ from conftest import TEST_MODELS, StartServer
 from grpc_stubs import in_thread, load_stubs
 from h2.errors import ErrorCodes
 
+from streamwise.grpc import http2
 from streamwise.grpc.convert import request_to_proto
 from streamwise.grpc.http2 import RESET_BURST
 from streamwise.types import InferenceRequest
@@ -244,6 +245,11 @@ async def test_the_default_advertises_no_stream_limit_and_opens_wide_windows(
     assert connection_window == 64 * 1024 * 1024  # 16 streams' worth
 
 
+def live_protocols() -> int:
+    """Our protocol objects (one per gRPC connection) alive in this process."""
+    return sum(1 for o in gc.get_objects() if type(o) is http2._Protocol)
+
+
 def grpclib_streams() -> int:
     """grpclib's stream objects alive in this process (the server runs in it)."""
     return sum(1 for o in gc.get_objects() if type(o) is grpclib.protocol.Stream)
@@ -260,10 +266,14 @@ async def test_streams_reset_at_once_leave_nothing_behind(start_server: StartSer
 
     def attack() -> RawClient:
         client = RawClient(info.grpc_port)
-        client.rapid_resets(150)  # within the budget: the connection is kept
-        client.h2.ping(b"resets!!")
-        client.flush()
-        client.read_until(lambda ev: any(isinstance(e, h2.events.PingAckReceived) for e in ev))
+        try:
+            client.rapid_resets(150)  # within the budget: the connection is kept
+            client.h2.ping(b"resets!!")
+            client.flush()
+            client.read_until(lambda ev: any(isinstance(e, h2.events.PingAckReceived) for e in ev))
+        except BaseException:
+            client.close()
+            raise
         return client
 
     client = await trio.to_thread.run_sync(attack)
@@ -353,17 +363,23 @@ async def test_past_the_connection_cap_new_connections_are_closed_served_ones_go
     info = await start_server(TEST_MODELS, grpc_max_connections=2)
 
     def run() -> tuple[bool, list[bool]]:
+        closed = False
         served = [RawClient(info.grpc_port) for _ in range(2)]
         try:
             for client in served:  # both get the server's SETTINGS
                 client.read_until(lambda ev: bool(settings_of(ev)))
-            extra = RawClient(info.grpc_port)
-            try:
-                closed = extra.sock.recv(65536) == b""
-            except ConnectionResetError:
-                closed = True
-            finally:
-                extra.close()
+            for _ in range(30):  # refused: closed at once, and nothing of them kept
+                try:
+                    extra = RawClient(info.grpc_port)
+                except (ConnectionResetError, BrokenPipeError):
+                    continue  # reset before its preface was even sent
+                try:
+                    closed = extra.sock.recv(65536) == b""
+                except ConnectionResetError:
+                    closed = True
+                finally:
+                    extra.close()
+                assert closed
             alive = []
             for client in served:
                 client.h2.ping(b"still ok")
@@ -378,6 +394,9 @@ async def test_past_the_connection_cap_new_connections_are_closed_served_ones_go
                 client.close()
 
     assert await trio.to_thread.run_sync(run) == (True, [True, True])
+    gc.collect()
+    # grpclib forgets closed connections every tenth new one: not 30 kept
+    assert live_protocols() <= 2 + 10
 
 
 def goaway_of(events: list[Any]) -> Any:
@@ -388,7 +407,7 @@ def goaway_of(events: list[Any]) -> Any:
 async def test_an_aged_connection_finishes_its_calls_refuses_new_ones_then_closes(
     start_server: StartServer,
 ) -> None:
-    info = await start_server(TEST_MODELS, grpc_max_connection_age_s=0.3)
+    info = await start_server(TEST_MODELS, grpc_max_connection_age_s=1.0)
     rids = {1: f"aged-{uuid.uuid4()}", 3: f"late-{uuid.uuid4()}"}
 
     def run() -> tuple[Any, list[Any], bool]:
@@ -432,22 +451,27 @@ async def test_an_aged_connection_is_closed_under_its_calls_after_the_grace(
     start_server: StartServer,
 ) -> None:
     info = await start_server(
-        TEST_MODELS, grpc_max_connection_age_s=0.2, grpc_max_connection_age_grace_s=0.3
+        TEST_MODELS, grpc_max_connection_age_s=1.0, grpc_max_connection_age_grace_s=0.5
     )
     rid = f"grace-{uuid.uuid4()}"
 
-    def run() -> Any:
+    def run() -> tuple[Any, float]:
         client = RawClient(info.grpc_port)
         try:
             client.open_call(1, rid)
-            while data := client.sock.recv(65536):  # closed by the server (10 s timeout)
-                client.events.extend(client.h2.receive_data(data))
-            return goaway_of(client.events)
+            events = client.read_until(
+                lambda ev: any(isinstance(e, h2.events.ConnectionTerminated) for e in ev)
+            )
+            aged = time.monotonic()
+            while client.sock.recv(65536):  # closed by the server (10 s timeout)
+                pass
+            return goaway_of(events), time.monotonic() - aged
         finally:
             client.close()
 
-    goaway = await trio.to_thread.run_sync(run)
+    goaway, grace = await trio.to_thread.run_sync(run)
     assert goaway.error_code == ErrorCodes.NO_ERROR
+    assert grace >= 0.4  # the call had its grace (a timer never fires early) before the close
     await wait_for_finallys([rid])  # the call was cancelled with its connection
 
 
@@ -514,3 +538,34 @@ async def test_a_peer_that_stops_answering_pings_is_dropped_and_its_model_cancel
         await wait_for_finallys([rid])  # within 20 s; the model's next token is 60 s away
     finally:
         client.close()
+
+
+async def test_a_connection_lost_with_calls_open_is_let_go(start_server: StartServer) -> None:
+    """Its calls, cancelled as it goes, end after it has gone: they must not start its
+    idle timer again (that kept every such connection for the idle timeout)."""
+    info = await start_server(TEST_MODELS)
+    gc.collect()
+    baseline = live_protocols()
+    rids = [f"lost-{uuid.uuid4()}" for _ in range(3)]
+
+    def open_and_drop() -> None:
+        client = RawClient(info.grpc_port)
+        try:
+            for sid, rid in zip((1, 3, 5), rids, strict=True):
+                client.open_call(sid, rid)
+            client.read_until(
+                lambda ev: (
+                    {e.stream_id for e in ev if isinstance(e, h2.events.DataReceived)} == {1, 3, 5}
+                )
+            )
+        finally:
+            client.close()  # gone, its three calls open
+
+    await trio.to_thread.run_sync(open_and_drop)
+    await wait_for_finallys(rids)
+    with trio.fail_after(10):
+        while True:
+            gc.collect()
+            if live_protocols() <= baseline:
+                break
+            await trio.sleep(0.05)

@@ -250,3 +250,19 @@ async def test_serving_tunes_the_collector_and_leaves_it_as_it_was() -> None:
     assert serving[0] == (GC_YOUNG_THRESHOLD, *before[1:])
     assert serving[1] > 1000  # the modules, the models, the app
     assert (gc.get_threshold(), gc.get_freeze_count()) == (before, 0)
+
+
+async def test_servers_overlapping_in_one_process_leave_the_collector_as_it_was() -> None:
+    """A starts, B starts, A stops, B stops: the last one out restores what was there
+    before the first one in."""
+    before = gc.get_threshold()
+    settings = load_settings(MODELS, overrides={"http_port": 0, "grpc_port": 0}, environ={})
+    async with trio.open_nursery() as outer:
+        b_info: ServerInfo | None = None
+        async with trio.open_nursery() as inner:
+            a_info: ServerInfo = await inner.start(serve, settings)
+            b_info = await outer.start(serve, settings)
+            a_info.shutdown()
+        assert gc.get_threshold() == (GC_YOUNG_THRESHOLD, *before[1:])  # B still serves
+        b_info.shutdown()
+    assert (gc.get_threshold(), gc.get_freeze_count()) == (before, 0)

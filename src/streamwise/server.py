@@ -181,9 +181,10 @@ collecting (docs/performance.md, "Thousands of streams"); the garbage of a reque
 by reference counting all the same."""
 
 
-_gc_users: list[tuple[int, int, int]] = []
-"""The collector's thresholds before the first serving server tuned it, once per server
-serving with ``gc_tuning`` (several may serve in one process: the last one restores)."""
+_gc_saved: list[tuple[int, int, int]] = []
+"""The collector's thresholds before the first of the servers serving with ``gc_tuning``
+tuned it: one entry per such server (several may serve in one process); the last one out
+restores them."""
 
 
 @contextmanager
@@ -192,18 +193,20 @@ def _tuned_gc(settings: Settings) -> Iterator[None]:
     if not settings.gc_tuning:
         yield
         return
-    before = gc.get_threshold()
-    if not _gc_users:
+    if not _gc_saved:
+        original = gc.get_threshold()
         gc.collect()
         gc.freeze()  # startup's objects: scanned by no collection from here on
-        gc.set_threshold(max(before[0], GC_YOUNG_THRESHOLD), *before[1:])
-    _gc_users.append(before)
+        gc.set_threshold(max(original[0], GC_YOUNG_THRESHOLD), *original[1:])
+    else:
+        original = _gc_saved[0]
+    _gc_saved.append(original)
     try:
         yield
     finally:
-        first = _gc_users.pop(0)
-        if not _gc_users:
-            gc.set_threshold(*first)
+        _gc_saved.pop()
+        if not _gc_saved:
+            gc.set_threshold(*original)
             gc.unfreeze()
 
 

@@ -170,17 +170,18 @@ class _Connection(H2Connection):
     def _receive_headers_frame(self, frame: HeadersFrame) -> tuple[list[Frame], list[Any]]:
         last = self.last_stream_served
         if last is not None and frame.stream_id > last and frame.stream_id not in self.streams:
-            return self._refuse(frame)  # opened after our GOAWAY
+            return self._refuse(frame, charged=False)  # opened after our GOAWAY: not abuse
         try:
             return cast(tuple[list[Frame], list[Any]], super()._receive_headers_frame(frame))
         except TooManyStreamsError:
             return self._refuse(frame)
 
-    def _refuse(self, frame: HeadersFrame) -> tuple[list[Frame], list[Any]]:
+    def _refuse(self, frame: HeadersFrame, charged: bool = True) -> tuple[list[Frame], list[Any]]:
         stream_id = frame.stream_id
         # decoded all the same: HPACK's table is shared by every stream of the connection
         _decode_headers(self.decoder, frame.data)
-        self._reset_spent()
+        if charged:
+            self._reset_spent()
         if stream_id <= self.highest_inbound_stream_id:
             # not a new stream (trailers on one gone): what h2 does below its limit
             raise StreamIDTooLowError(stream_id, self.highest_inbound_stream_id)
@@ -288,12 +289,14 @@ class _Protocol(H2Protocol):
         self._idle_timer: asyncio.TimerHandle | None = None
         self._age_timer: asyncio.TimerHandle | None = None
         self._closing_when_idle = False
+        self._lost = False
 
     def connection_made(self, transport: Any) -> None:
         limits = self._limits
         if limits.max_connections is not None and len(limits.connections) >= limits.max_connections:
             limits.refused += 1
             transport.abort()  # served connections go on; this one is told by its reset
+            self.handler.close()  # nothing to cancel: lets grpclib's server forget it
             return
         limits.connections.add(self)
         self._transport = transport
@@ -324,6 +327,8 @@ class _Protocol(H2Protocol):
         if self._transport is None:
             return  # refused: nothing was set up
         self._limits.connections.discard(self)
+        self._lost = True  # the calls it cancels below must not start a timer again
+        cast(_Handler, self.handler).protocol = None  # grpclib's server keeps it a while
         for timer in (self._idle_timer, self._age_timer):
             if timer is not None:
                 timer.cancel()
@@ -333,6 +338,8 @@ class _Protocol(H2Protocol):
     # -- the idle timeout --
     def touch(self) -> None:
         """A call started or ended: the connection is not idle since now."""
+        if self._lost:
+            return
         if self._closing_when_idle and not self.processor.streams:
             self.connection.close()  # aged, and its last call has ended
             return
@@ -344,7 +351,7 @@ class _Protocol(H2Protocol):
     def _idle_check(self) -> None:
         self._idle_timer = None
         idle_s = self._limits.max_connection_idle_s
-        if idle_s is None or self.processor.streams:
+        if self._lost or idle_s is None or self.processor.streams:
             return  # busy: the end of its last call starts the timer again
         left = self._last_active + idle_s - time.monotonic()
         if left > 0:
@@ -360,7 +367,7 @@ class _Protocol(H2Protocol):
         ``max_connection_age_grace_s``), then the connection closes. Clients open a new
         one for their next calls: long-lived channels spread over new server replicas."""
         self._age_timer = None
-        if self.connection.is_closing():
+        if self._lost or self.connection.is_closing():
             return
         h2_conn = cast(_Connection, self.connection._connection)
         h2_conn.goaway_gracefully(b"max age")

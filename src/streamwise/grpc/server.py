@@ -102,9 +102,15 @@ async def _start(
         settings.grpc_max_connection_age_s,
         settings.grpc_max_connection_age_grace_s,
     )
+    every = settings.grpc_keepalive_time_s
     keepalive = Configuration(
-        _keepalive_time=settings.grpc_keepalive_time_s,
+        _keepalive_time=every,
         _keepalive_timeout=settings.grpc_keepalive_timeout_s,
+        # grpclib's defaults stop pinging after two pings without data, and never ping
+        # more often than every 300 s: a slow stream (no data for minutes) would not be
+        # watched, and a keepalive time under 300 s would not be kept
+        _http2_max_pings_without_data=0,
+        _http2_min_sent_ping_interval_without_data=every if every is not None else 300.0,
     )
     server = _Server(services, codec=codec, limits=limits, config=keepalive)
     await server.start(host, port)
