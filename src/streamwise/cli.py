@@ -21,11 +21,26 @@ if TYPE_CHECKING:
 
 DEMO_REPOSITORY = pathlib.Path(__file__).parent / "demo"
 
+DESCRIPTION = """\
+A streaming-first V2 / Open Inference Protocol server (REST, server-sent events, gRPC)
+that serves MLServer models. Also run as "python -m streamwise" or, from a checkout,
+"python -m src"."""
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="streamwise", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="serve a model repository")
+    from . import __version__
+
+    parser = argparse.ArgumentParser(prog="streamwise", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"streamwise {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        aliases=["start"],
+        help='serve a model repository ("start" as MLServer\'s command says it)',
+        description="Serve the models of a folder on REST (--http-port) and gRPC "
+        "(--grpc-port) until SIGINT or SIGTERM (the first one drains, a second stops at "
+        "once).",
+    )
     serve.add_argument(
         "model_dir",
         nargs="?",
@@ -36,10 +51,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, help="REST port (default 8080; 0 picks one)")
     serve.add_argument("--grpc-port", type=int, help="gRPC port (default 8081; 0 picks one)")
     serve.add_argument(
-        "--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], type=str.upper
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+        type=str.upper,
+        help="how much to log (default INFO)",
     )
     commands.add_parser(
-        "bench", help="throughput against a bare-Hypercorn baseline", add_help=False
+        "bench", help="our own throughput figures against a bare Hypercorn app", add_help=False
     )
     return parser
 
@@ -77,7 +95,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .bench import main as bench
 
         return bench(argv[1:])
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     model_dir = pathlib.Path(args.model_dir) if args.model_dir else DEMO_REPOSITORY
     overrides = {
         "host": args.host,

@@ -27,11 +27,13 @@ gRPC codes are names (``"NOT_FOUND"``) so that the core imports no gRPC library.
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 __all__ = [
     "StreamwiseError",
     "ConfigError",
+    "PortInUse",
     "InvalidRequest",
     "InferenceError",
     "PayloadTooLarge",
@@ -84,6 +86,20 @@ class StreamwiseError(Exception):
 
 class ConfigError(StreamwiseError):
     """A settings file, a model-settings file or a settings field is wrong."""
+
+
+class PortInUse(ConfigError, OSError):
+    """A port the settings name is taken (by another server, often another streamwise).
+    An ``OSError`` with ``errno.EADDRINUSE`` too, as the bind's own error was."""
+
+    def __init__(self, setting: str, host: str, port: int) -> None:
+        ConfigError.__init__(
+            self,
+            f"{setting} {port} on {host}: address already in use (another server is on it? "
+            f"choose another port: {setting} in settings.json, STREAMWISE_{setting.upper()}, "
+            f"or --{setting.replace('_', '-')})",
+        )
+        self.errno = errno.EADDRINUSE
 
 
 class InvalidRequest(StreamwiseError):

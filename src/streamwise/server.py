@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import gc
 import logging
+import pathlib
 import socket
 import sys
 from collections.abc import Iterator
@@ -37,8 +38,8 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from . import _bridge, watchdog
-from .errors import ServerShuttingDown
-from .registry import ModelRegistry
+from .errors import PortInUse, ServerShuttingDown
+from .registry import ModelRegistry, ModelState
 from .runtime import Backends
 from .runtime.dataplane import DataPlane
 from .settings import Settings, find_model_settings
@@ -133,6 +134,8 @@ def _hypercorn_config(settings: Settings, sockets: list[socket.socket]) -> Hyper
     config.accesslog = None
     config.keep_alive_timeout = settings.keep_alive_timeout_s
     config.errorlog = logging.getLogger("hypercorn.error")
+    if not any(isinstance(f, _RunningOnOnce) for f in config.errorlog.filters):
+        config.errorlog.addFilter(_RunningOnOnce())
     # our own drain decides when calls end (_drain); this is Hypercorn's hard backstop
     config.graceful_timeout = settings.graceful_timeout + END_TIMEOUT_S + 1.0
     return config
@@ -210,6 +213,50 @@ def _tuned_gc(settings: Settings) -> Iterator[None]:
             gc.unfreeze()
 
 
+class _RunningOnOnce(logging.Filter):
+    """Hypercorn says "Running on <url>" once per listening socket: the REST port has
+    several (``ACCEPTING_SOCKETS``); once per address is enough."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._said: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith("Running on"):
+            return True
+        if message in self._said:
+            return False
+        self._said.add(message)
+        return True
+
+
+def _log_started(
+    settings: Settings, registry: ModelRegistry, http_url: str, grpc_port: int | None
+) -> None:
+    """One line that says what is served (each failure was logged with its reason as it
+    happened), and a warning for a folder with no model in it."""
+    slots = registry.slots()
+    ready = [s for s in slots if s.state is ModelState.READY]
+    failed = [s for s in slots if s.state is ModelState.FAILED]
+    log.info(
+        "streamwise %s serving %d model version(s) ready, %d failed, %d not loaded, on %s, "
+        "gRPC on port %s",
+        settings.version,
+        len(ready),
+        len(failed),
+        len(slots) - len(ready) - len(failed),
+        http_url,
+        grpc_port,
+    )
+    if not slots:
+        log.warning(
+            "no model in %s: a model is a folder below it holding a model-settings.json "
+            "(and its code); serving none",
+            pathlib.Path(settings.model_repository_root).resolve(),
+        )
+
+
 def _bound_port(binds: list[str]) -> int:
     return int(binds[0].rsplit(":", 1)[1])
 
@@ -223,7 +270,12 @@ async def serve(
     from .rest import _hypercorn_guard
 
     _hypercorn_guard.install()
-    sockets = _listening_sockets(settings.host, settings.http_port)  # fails here, plainly
+    try:
+        sockets = _listening_sockets(settings.host, settings.http_port)  # fails here, plainly
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse("http_port", settings.host, settings.http_port) from None
+        raise
     try:
         await _serve(settings, sockets, task_status)
     finally:
@@ -270,13 +322,7 @@ async def _serve(
                 if settings.load_models_at_startup:
                     await dataplane.loader.load_all()
                 dataplane.started.set()
-                log.info(
-                    "streamwise %s serving %d model version(s) on %s, gRPC on port %s",
-                    settings.version,
-                    len(registry.slots()),
-                    info.http_url,
-                    grpc_port,
-                )
+                _log_started(settings, registry, info.http_url, grpc_port)
                 with _tuned_gc(settings):
                     task_status.started(info)
                     await dataplane.shutdown_requested.wait()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from grpclib.const import Handler
 from grpclib.server import Server
 
 from .._bridge import AsyncioLoop
+from ..errors import PortInUse
 from ..protocol import auth
 from ..runtime.dataplane import DataPlane
 from .codec import LimitedCodec
@@ -113,7 +115,12 @@ async def _start(
         _http2_min_sent_ping_interval_without_data=every if every is not None else 300.0,
     )
     server = _Server(services, codec=codec, limits=limits, config=keepalive)
-    await server.start(host, port)
+    try:
+        await server.start(host, port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse("grpc_port", host, port) from None
+        raise
     asyncio_server: Any = server._server  # grpclib keeps the asyncio server; ask it the port
     sockets = asyncio_server.sockets if asyncio_server else ()
     return server, sockets[0].getsockname()[1] if sockets else port
