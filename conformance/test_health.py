@@ -13,6 +13,8 @@ def test_live(http: httpx.Client, deviation) -> None:
     assert response.status_code == 200, response.text
     if response.content and response.content.strip() not in (b"", b"{}"):
         body = response.json()
+        if isinstance(body, dict) and "live" in body:
+            assert body["live"] is True, f"200 saying it is not live: {response.text[:100]!r}"
         if body != {"live": True}:
             deviation(f"live body is {response.text[:100]!r}")
 

@@ -37,10 +37,12 @@ def test_model_metadata_shape(http: httpx.Client, need, model: str) -> None:
     assert response.status_code == 200, describe(response)
     body = response.json()
     assert body.get("name") == model, body
-    assert isinstance(body.get("platform", ""), str), body
+    # the protocol's required fields: name, platform, inputs, outputs (versions optional)
+    assert isinstance(body.get("platform"), str), f"no platform: {body}"
     assert all(isinstance(v, str) for v in body.get("versions") or []), body
     for key in ("inputs", "outputs"):
-        for t in body.get(key) or []:
+        assert isinstance(body.get(key), list), f"no {key} list: {body}"
+        for t in body[key]:
             assert isinstance(t.get("name"), str), t
             assert t.get("datatype") in DATATYPES, t
             assert all(isinstance(d, int) for d in t.get("shape", [])), t

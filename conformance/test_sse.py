@@ -119,6 +119,7 @@ def test_same_request_id_on_every_event(http: httpx.Client, need) -> None:
 def test_one_generated_id_for_the_whole_stream(http: httpx.Client, need) -> None:
     need("token-streamer")
     ids = {e.get("id") for e in stream_tokens(http, 5)}
+    assert None not in ids, "events without an id (MLServer generates one per stream)"
     assert len(ids) == 1, f"the events of one stream carry different ids: {ids}"
 
 
