@@ -9,6 +9,8 @@ import time
 
 finally_at: dict[str, float] = {}
 cancelled: dict[str, bool] = {}
+headers_seen: dict[str, dict[str, str]] = {}
+"""The request headers a model saw, per request id (models that record them)."""
 progress: dict[str, int] = {}
 """Responses a model has yielded so far, per request id (models that count them)."""
 

@@ -197,17 +197,24 @@ async def test_deadline_gives_deadline_exceeded_and_cancels_the_model(
     assert probe.cancelled[rid]
 
 
-async def test_metadata_reaches_the_model_and_comes_back_as_trailers(demo: ServerInfo) -> None:
+async def test_metadata_reaches_the_model_and_comes_back_as_trailers(models: ServerInfo) -> None:
+    """The model (tests/models/headers) records the headers it saw and answers with a
+    header of its own making: the server copying metadata to trailers would not pass."""
+    rid = f"meta-{uuid.uuid4()}"
+
     def run(stub: Any) -> Any:
         request = InferenceRequest.model_validate(
-            {"inputs": [{"name": "a", "shape": [1], "datatype": "INT32", "data": [1]}]}
+            {"id": rid, "inputs": [{"name": "a", "shape": [1], "datatype": "INT32", "data": [1]}]}
         )
         _, call = stub.ModelInfer.with_call(
-            to_pb2(request, "identity"), metadata=[("x-tenant", "acme")]
+            to_pb2(request, "headers"), metadata=[("x-tenant", "acme"), ("x-user", "ann")]
         )
         return dict(call.trailing_metadata())
 
-    assert (await in_thread(demo, run))["x-tenant"] == "acme"
+    trailers = await in_thread(models, run)
+    assert probe.headers_seen[rid]["x-tenant"] == "acme"
+    assert probe.headers_seen[rid]["x-user"] == "ann"
+    assert trailers["x-seen"] == "x-tenant=acme,x-user=ann"
 
 
 async def test_message_size_limit_is_resource_exhausted(start_server: StartServer) -> None:
