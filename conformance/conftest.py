@@ -201,8 +201,15 @@ def grpc_client(_grpc_session: Client | None) -> Client:
 
 
 @pytest.fixture
-def deviation(request: pytest.FixtureRequest) -> Callable[[str], None]:
-    """Record that the server took a road the protocol allows but the reference doesn't."""
+def deviation(request: pytest.FixtureRequest, target: Target) -> Callable[[str], None]:
+    """Record that the server took a road the protocol allows but the reference doesn't
+    (a failure for the server the suite started itself: it is the reference)."""
+    if target.started_here:
+
+        def fail(message: str) -> None:
+            pytest.fail(f"deviation from the reference, by the reference server: {message}")
+
+        return fail
     found = request.node.stash.setdefault(DEVIATIONS, [])
     return found.append
 
