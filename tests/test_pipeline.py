@@ -12,7 +12,7 @@ import trio
 import trio.lowlevel
 
 from streamwise import MLModel, ModelSettings
-from streamwise._bridge import open_loop
+from streamwise._bridge import FIRST_WINDOW, open_loop
 from streamwise.errors import ModelFailed
 from streamwise.runtime import Backend, Backends, Requests, open_stream
 from streamwise.types import InferenceRequest, InferenceResponse
@@ -74,17 +74,45 @@ async def test_items_then_the_failure(backend_and_model: tuple[Backend, Counter]
     assert model.closed and model.ran_on == model.async_backend
 
 
-async def test_an_exception_leaving_the_block_is_raised_as_itself(
-    backend_and_model: tuple[Backend, Counter],
-) -> None:
+class Waiting(MLModel):
+    """One response, then waits for ever: only a cancellation ends it."""
+
+    async_backend = "trio"
+
+    def __init__(self, settings: ModelSettings) -> None:
+        super().__init__(settings)
+        self.cancelled = False
+
+    async def predict_stream(self, payloads):  # type: ignore[no-untyped-def, override]
+        yield response()
+        try:
+            if self.async_backend == "trio":
+                await trio.sleep_forever()
+            else:
+                await asyncio.Event().wait()
+        except BaseException:
+            self.cancelled = True
+            raise
+
+
+class AioWaiting(Waiting):
+    async_backend = "asyncio"
+
+
+@pytest.mark.parametrize("cls", [Waiting, AioWaiting])
+async def test_an_exception_leaving_the_block_is_raised_as_itself(cls: type[Waiting]) -> None:
     """Regression: closing the channel inside the cancelled nursery used to replace the
-    exception by a Cancelled that the nursery then absorbed: the error vanished."""
-    backend, model = backend_and_model
-    with pytest.raises(KeyError):
-        async with open_stream(backend, model, REQUEST, lambda r: r) as stream:
-            await stream.take()
-            raise KeyError("transport failed")
-    assert model.closed
+    exception by a Cancelled that the nursery then absorbed: the error vanished. The model
+    only ends when cancelled: leaving the block must cancel it."""
+    async with open_loop() as aio:
+        model = cls(SETTINGS)
+        with pytest.raises(KeyError):
+            async with open_stream(
+                Backends.on(aio).of(model), model, REQUEST, lambda r: r
+            ) as stream:
+                assert await stream.take()
+                raise KeyError("transport failed")
+        assert model.cancelled
 
 
 async def test_outer_cancellation_is_not_swallowed_and_closes_the_model(
@@ -119,8 +147,11 @@ async def test_backpressure_holds_the_model_at_the_buffer_size(cls: type[Endless
     async with open_loop() as aio:
         model = cls(SETTINGS)
         async with open_stream(Backends.on(aio).of(model), model, REQUEST, lambda r: r, buffer=4):
+            with trio.fail_after(10):  # the model runs: the first window fills
+                while cls.produced < FIRST_WINDOW:  # noqa: ASYNC110 - a count, no event
+                    await trio.sleep(0.001)
             await trio.sleep(0.05)  # nobody reads
-            assert cls.produced <= 4 + 1  # the buffer, plus the one waiting to be put
+            assert FIRST_WINDOW <= cls.produced <= 4 + 1  # the buffer, plus one being put
 
 
 @pytest.mark.parametrize("cls", [Endless, AioEndless])
