@@ -183,13 +183,20 @@ async def test_huge_declared_shapes_are_refused_before_any_allocation(
     r = await client.post(f"{models.http_url}/v2/models/echo-stream/generate_stream", json=body)
     assert r.status_code == 413 and "max_tensor_elements" in r.json()["error"]
 
-    def huge(stub: Any) -> Any:
+    def huge(stub: Any, raw: bool) -> Any:
         request = pb2.ModelInferRequest(model_name="echo-stream")
-        request.inputs.add(name="x", datatype="FP32", shape=[10**12])
-        request.raw_input_contents.append(b"\0\0\0\0")
+        tensor = request.inputs.add(name="x", datatype="FP32", shape=[10**12])
+        if raw:
+            request.raw_input_contents.append(b"\0\0\0\0")
+        else:
+            tensor.contents.fp32_contents.append(1.0)
         return code_of(lambda: list(stub.ModelStreamInfer(iter([request]))))
 
-    code, details = await in_thread(models, huge)
+    # typed contents: the element limit, on the declared shape
+    code, details = await in_thread(models, lambda stub: huge(stub, raw=False))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_tensor_elements" in details, details
+    # raw contents: 4 bytes cannot hold 10^12 FP32 elements, whatever the limit
+    code, details = await in_thread(models, lambda stub: huge(stub, raw=True))
     assert code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.INVALID_ARGUMENT), details
 
 
