@@ -60,14 +60,21 @@ async def test_disconnect_cancels_the_model_and_its_finally_runs(
 async def test_client_leaving_after_a_bad_request_leaves_the_server_serving(
     models: ServerInfo,
 ) -> None:
-    """A client that sends half a body and leaves: the server stays live."""
-    r = await rawhttp.request(
-        models.http_port, "POST", "/v2/models/slow-stream/generate_stream", b'{"inputs": ['
-    )
-    await r.stream.aclose()
+    """A client that announces a body, sends half of it and leaves: no model call is
+    started for it, and the server stays live."""
+    part = b'{"inputs": ['
+    head = (
+        "POST /v2/models/slow-stream/generate_stream HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {2 * len(part)}\r\n\r\n"
+    ).encode()
+    for _ in range(10):
+        stream = await trio.open_tcp_stream("127.0.0.1", models.http_port)
+        await stream.send_all(head + part)  # half the body the header announced
+        await stream.aclose()
     async with httpx.AsyncClient() as client:
         resp = await client.get(f"{models.http_url}/v2/models/slow-stream/ready")
     assert resp.status_code == 200
+    assert models.dataplane.in_flight == 0  # no call was started on half a body
 
 
 def _task_count() -> int:
