@@ -166,20 +166,23 @@ async def test_leaving_the_block_ends_what_still_runs_and_closes_the_loop() -> N
 
 
 # -- the handoff --
-async def produce_on_asyncio(aio: AsyncioLoop, handoff: Handoff[int], n: int) -> None:
+async def fill_with_numbers(handoff: Handoff[int], n: int, pause_every: int = 7) -> None:
+    """On an asyncio loop: 0..n-1 into ``handoff`` (a pause every ``pause_every``), then its end."""
+
     async def numbers() -> AsyncIterator[int]:
         for i in range(n):
-            if i % 7 == 0:
+            if i % pause_every == 0:
                 await asyncio.sleep(0)
             yield i
 
-    async def produce() -> None:
-        try:
-            await fill(handoff, numbers(), lambda x: x, ASYNCIO)
-        finally:
-            handoff.end()
+    try:
+        await fill(handoff, numbers(), lambda x: x, ASYNCIO)
+    finally:
+        handoff.end()
 
-    await aio.run(produce)
+
+async def produce_on_asyncio(aio: AsyncioLoop, handoff: Handoff[int], n: int) -> None:
+    await aio.run(fill_with_numbers, handoff, n)
 
 
 async def test_items_cross_loops_in_order_and_in_batches(aio: AsyncioLoop) -> None:
@@ -310,20 +313,8 @@ async def test_a_producer_in_another_thread_hands_over_in_order_with_backpressur
     thread goes through its loop's thread-safe entry): an asyncio loop in a thread of its
     own produces, trio consumes."""
     handoff: Handoff[int] = Handoff(8)
-
-    async def numbers() -> AsyncIterator[int]:
-        for i in range(5000):
-            if i % 100 == 0:
-                await asyncio.sleep(0)
-            yield i
-
-    async def produce() -> None:
-        try:
-            await fill(handoff, numbers(), lambda x: x, ASYNCIO)
-        finally:
-            handoff.end()
-
-    thread = threading.Thread(target=asyncio.run, args=(produce(),))
+    produce = fill_with_numbers(handoff, 5000, pause_every=100)
+    thread = threading.Thread(target=asyncio.run, args=(produce,))
     thread.start()
     got: list[int] = []
     try:

@@ -156,6 +156,12 @@ class RawClient:
             self.h2.reset_stream(stream_id, ErrorCodes.CANCEL)
         self.flush()
 
+    def read_to_close(self) -> list[Any]:
+        """Events until the server closes the connection (fails after 10 s)."""
+        while data := self.sock.recv(65536):
+            self.events.extend(self.h2.receive_data(data))
+        return self.events
+
     def read_until(self, done: Any) -> list[Any]:
         """Events until ``done(events)``; fails on a closed connection or after 10 s."""
         while not done(self.events):
@@ -176,6 +182,11 @@ def data_on(stream_id: int) -> Any:
     return lambda events: any(
         isinstance(e, h2.events.DataReceived) and e.stream_id == stream_id for e in events
     )
+
+
+def goaway_of(events: list[Any]) -> Any:
+    (goaway,) = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+    return goaway
 
 
 def settings_of(events: list[Any]) -> dict[int, int]:
@@ -298,16 +309,13 @@ async def test_rapid_reset_is_answered_with_goaway_enhance_your_calm(
         client = RawClient(info.grpc_port)
         try:
             client.rapid_resets(RESET_BURST + 100)
-            events = []
-            while data := client.sock.recv(65536):
-                events.extend(client.h2.receive_data(data))
-            return events
+            return client.read_to_close()
         finally:
             client.close()
 
-    events = await trio.to_thread.run_sync(attack)
-    (goaway,) = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
-    assert goaway.error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    assert (
+        goaway_of(await trio.to_thread.run_sync(attack)).error_code == ErrorCodes.ENHANCE_YOUR_CALM
+    )
     # the server goes on serving everyone else
     ready = await in_thread(info, lambda stub: stub.ServerReady(pb2.ServerReadyRequest()).ready)
     assert ready
@@ -321,16 +329,11 @@ async def test_an_idle_connection_gets_goaway_and_grpcio_reconnects(
     def idle() -> list[Any]:
         client = RawClient(info.grpc_port)  # the preface, then nothing
         try:
-            events = []
-            while data := client.sock.recv(65536):  # the server closes it (10 s timeout)
-                events.extend(client.h2.receive_data(data))
-            return events
+            return client.read_to_close()
         finally:
             client.close()
 
-    events = await trio.to_thread.run_sync(idle)
-    (goaway,) = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
-    assert goaway.error_code == ErrorCodes.NO_ERROR
+    assert goaway_of(await trio.to_thread.run_sync(idle)).error_code == ErrorCodes.NO_ERROR
 
     def calls_across_an_idle_close(stub: Any) -> list[bool]:
         ready = [stub.ServerReady(pb2.ServerReadyRequest()).ready]
@@ -397,11 +400,6 @@ async def test_past_the_connection_cap_new_connections_are_closed_served_ones_go
     gc.collect()
     # grpclib forgets closed connections every tenth new one: not 30 kept
     assert live_protocols() <= 2 + 10
-
-
-def goaway_of(events: list[Any]) -> Any:
-    (goaway,) = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
-    return goaway
 
 
 async def test_an_aged_connection_finishes_its_calls_refuses_new_ones_then_closes(

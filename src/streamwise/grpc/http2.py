@@ -96,8 +96,6 @@ class Http2Limits:
         self.max_connection_age_s = max_connection_age_s
         self.max_connection_age_grace_s = max_connection_age_grace_s
         self.connections: set[_Protocol] = set()
-        self.refused = 0
-        """Connections closed at once because ``max_connections`` were open."""
 
 
 class _Connection(H2Connection):
@@ -294,7 +292,6 @@ class _Protocol(H2Protocol):
     def connection_made(self, transport: Any) -> None:
         limits = self._limits
         if limits.max_connections is not None and len(limits.connections) >= limits.max_connections:
-            limits.refused += 1
             transport.abort()  # served connections go on; this one is told by its reset
             self.handler.close()  # nothing to cancel: lets grpclib's server forget it
             return
