@@ -1,0 +1,199 @@
+"""Every example in docs/ is run as it is written, or, where it needs what a clean clone
+does not have (MLServer in a virtual environment of its own, minutes of load), checked
+against the command's own ``--help``: the script exists and takes every option the page
+names. The blocks are read from the pages at test time, so the test cannot drift from the
+text, and a block no test knows fails ``test_every_example_is_run_or_checked``.
+
+``text`` blocks are not examples: synopses, output, the side-by-side harness (not part of
+the repository)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+
+import pytest
+import trio
+from conftest import DOCUMENT, StartServer, served_in_subprocess
+
+from streamwise import __version__
+
+ROOT = pathlib.Path(__file__).parent.parent
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", flags=re.S | re.M)
+EXAMPLE_LANGUAGES = {"bash", "sh", "python", "json"}
+PAGES = {page.name: page.read_text() for page in sorted((ROOT / "docs").glob("*.md"))}
+
+# (page, a string only that block holds): the blocks run by the tests below
+RUN = {
+    ("running.md", "streamwise --version"),
+    ("running.md", "class Countdown"),
+    ("running.md", '"implementation": "countdown.Countdown"'),
+    ("running.md", "/v2/models/countdown/infer_stream"),
+    ("running.md", "info.shutdown()"),
+    ("grpc.md", "grpc_tools.protoc"),
+    ("grpc.md", "ModelStreamInfer"),
+}
+# the blocks whose command lines are checked against the commands' --help
+HELP_CHECKED = {
+    ("conformance.md", "run_mlserver.py"),
+}
+
+
+def examples() -> list[tuple[str, str, str]]:
+    """(page, language, code) of every example block in docs/."""
+    return [
+        (page, language, code)
+        for page, text in PAGES.items()
+        for language, code in FENCE.findall(text)
+        if language in EXAMPLE_LANGUAGES
+    ]
+
+
+def block(page: str, language: str, marker: str) -> str:
+    (code,) = [c for p, lang, c in examples() if p == page and lang == language and marker in c]
+    return code
+
+
+def on_ports(code: str, http_port: int, grpc_port: int = 0) -> str:
+    return code.replace(":8080", f":{http_port}").replace(":8081", f":{grpc_port}")
+
+
+def environment(**extra: str) -> dict[str, str]:
+    """This interpreter first on PATH: ``python`` and ``streamwise`` are the installed ones."""
+    path = f"{pathlib.Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return dict(os.environ, PATH=path, **extra)
+
+
+def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=90, **kwargs)  # type: ignore[call-overload]
+    assert done.returncode == 0, f"{argv}: {done.stderr}"
+    return done  # type: ignore[no-any-return]
+
+
+def test_every_example_is_run_or_checked() -> None:
+    known = RUN | HELP_CHECKED
+    for page, language, code in examples():
+        matched = [(p, m) for p, m in known if p == page and m in code]
+        assert len(matched) == 1, (
+            f"docs/{page}: no test (or several) for this {language} block:\n{code}"
+        )
+    for page, marker in known:
+        assert marker in PAGES[page], f"docs/{page} no longer holds {marker!r}"
+
+
+def test_the_cli_examples_print_help_and_version() -> None:
+    for line in block("running.md", "bash", "streamwise --version").splitlines():
+        done = run(["bash", "-c", line], cwd=ROOT, env=environment())
+        if "--version" in line:
+            assert done.stdout.strip() == f"streamwise {__version__}"
+        else:
+            assert done.stdout.startswith("usage: streamwise")
+
+
+def countdown_repository(root: pathlib.Path) -> pathlib.Path:
+    """models/countdown/ as the page lays it out: the model file and its settings."""
+    folder = root / "models" / "countdown"
+    folder.mkdir(parents=True)
+    (folder / "countdown.py").write_text(block("running.md", "python", "class Countdown"))
+    (folder / "model-settings.json").write_text(
+        block("running.md", "json", '"implementation": "countdown.Countdown"')
+    )
+    return root / "models"
+
+
+def sse_events(body: str) -> list[str]:
+    return [event for event in body.split("\n\n") if event.strip()]
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl here")
+async def test_the_countdown_model_streams_and_fails_as_the_page_says(
+    start_server: StartServer, tmp_path: pathlib.Path
+) -> None:
+    info = await start_server(countdown_repository(tmp_path))
+    curl = on_ports(block("running.md", "bash", "countdown/infer_stream"), info.http_port)
+    done = await trio.run_process(["bash", "-c", curl], capture_stdout=True, capture_stderr=True)
+    events = sse_events(done.stdout.decode())
+    assert [e.split('"data":')[-1].rstrip("}]") for e in events] == ['["3"', '["2"', '["1"']
+    assert all(e.startswith('data: {"model_name":"countdown"') for e in events)
+
+    refused = curl.replace('"data": [3]', '"data": [500]')
+    done = await trio.run_process(["bash", "-c", refused], capture_stdout=True, capture_stderr=True)
+    assert sse_events(done.stdout.decode()) == [
+        'event: error\ndata: {"error":"\'from\' must be 0 to 100, got 500"}'
+    ]
+
+
+def test_the_embedding_program_serves_calls_and_drains() -> None:
+    done = run([sys.executable, "-c", block("running.md", "python", "info.shutdown()")], cwd=ROOT)
+    assert done.stdout == "identity ready: True\n"
+
+
+@pytest.fixture(scope="module")
+def document_server() -> object:
+    """The server grpc.md's example talks to: ``python -m src serve tests/document``."""
+    with served_in_subprocess(DOCUMENT) as ports:
+        yield ports
+
+
+def test_the_grpc_client_streams_the_tokens(
+    document_server: tuple[int, int], tmp_path: pathlib.Path
+) -> None:
+    (tmp_path / "proto").symlink_to(ROOT / "proto")
+    run(
+        ["bash", "-c", block("grpc.md", "bash", "grpc_tools.protoc")],
+        cwd=tmp_path,
+        env=environment(),
+    )
+    code = on_ports(block("grpc.md", "python", "ModelStreamInfer"), *document_server)
+    done = run([sys.executable, "-c", code], cwd=tmp_path, env=environment(PYTHONPATH="stubs"))
+    words = [b"What", b" is", b" the", b" capital", b" of", b" France?"]
+    assert done.stdout.split("\n")[:-1] == [str([word]) for word in words]
+
+
+def command_lines(code: str) -> list[tuple[list[str], str]]:
+    """(argv, the comment after it) of each command line, continuations joined."""
+    lines = []
+    for line in code.replace("\\\n", " ").splitlines():
+        command, _, comment = line.partition("#")
+        if command.strip():
+            lines.append((shlex.split(command), comment))
+    return lines
+
+
+def options(text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text))
+
+
+def help_of(argv: list[str]) -> str:
+    argv = [sys.executable if word == "python" else word for word in argv]
+    return run([*argv, "--help"], cwd=ROOT, env=environment()).stdout
+
+
+@pytest.mark.parametrize("page, marker", sorted(HELP_CHECKED))
+def test_the_commands_a_page_shows_take_the_options_it_names(page: str, marker: str) -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    pytest_help = help_of(["python", "-m", "pytest", "conformance"])
+    (code,) = [c for p, _, c in examples() if p == page and marker in c]
+    for argv, comment in command_lines(code):
+        if argv[:2] == ["pip", "install"]:
+            for extra in re.findall(r"\[(\w+)\]", " ".join(argv)):
+                assert extra in extras, f"docs/{page}: no extra [{extra}] in pyproject.toml"
+            continue
+        assert argv[0] == "python", f"docs/{page}: unchecked command {argv}"
+        mine, _, passed_on = " ".join(argv).partition(" -- ")
+        script = mine.split()
+        if script[1] == "-m":
+            script = script[:4]  # python -m pytest conformance
+        else:
+            assert (ROOT / script[1]).is_file(), f"docs/{page}: no {script[1]}"
+        usage = help_of(script)
+        assert options(mine + comment) <= options(usage), f"docs/{page}: {mine}"
+        assert options(passed_on) <= options(pytest_help), f"docs/{page}: {passed_on}"
