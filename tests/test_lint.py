@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-OURS = ["src", "tests", "conformance", "scripts"]
+OURS = ["src", "tests", "conformance", "scripts", "docs/hooks"]
 
 
 def run(*argv: str) -> None:

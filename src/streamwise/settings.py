@@ -34,7 +34,10 @@ ENV_PREFIXES = ("MLSERVER_", "STREAMWISE_")  # later ones win
 
 
 class _Frozen(pydantic.BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", protected_namespaces=())
+    # a field's docstring is its description: the docs' settings reference is built from them
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", protected_namespaces=(), use_attribute_docstrings=True
+    )
 
 
 class Settings(_Frozen):
@@ -42,18 +45,36 @@ class Settings(_Frozen):
 
     # -- ours and MLServer's --
     debug: bool = False
+    """Log at DEBUG level, whatever ``log_level`` says (the ``streamwise`` command; an
+    application embedding ``serve()`` configures its own logging)."""
     host: str = "127.0.0.1"
+    """Address both transports listen on. MLServer listens on ``0.0.0.0``; a new server is
+    not exposed to the network by default."""
     http_port: int = Field(8080, ge=0, le=65535)
+    """REST (and server-sent events) port; 0 picks a free port, and the bound address is
+    logged."""
     grpc_port: int = Field(8081, ge=0, le=65535)
+    """gRPC port; 0 picks a free port."""
     root_path: str = ""
+    """ASGI root path, when the server is mounted below a URL prefix: the prefix is removed
+    from request paths before routing."""
     model_repository_root: str = "."
+    """Folder searched for ``model-settings.json`` files at startup. Settings loaded from a
+    folder (``streamwise serve MODEL_DIR``, ``load_settings(folder)``) default to that
+    folder."""
     load_models_at_startup: bool = True
+    """Load every model before the server reports ready; False leaves them unloaded, to be
+    loaded through the repository API."""
     server_name: str = "streamwise"
+    """The name in the server metadata (``GET /v2``, gRPC ``ServerMetadata``)."""
     server_version: str | None = None
+    """The version in the server metadata; None: the package's version."""
     extensions: tuple[str, ...] = ()
+    """The extensions listed in the server metadata."""
     grpc_max_message_length: int | None = Field(None, gt=0)
-    """gRPC message size limit, both ways (None: 64 MiB)."""
+    """gRPC message size limit, both ways: ``RESOURCE_EXHAUSTED`` over it (None: 64 MiB)."""
     grpc_enabled: bool = True
+    """Serve gRPC on ``grpc_port``; False: REST only."""
 
     # -- ours --
     grpc_max_concurrent_streams: int | None = Field(None, ge=1)
@@ -62,7 +83,8 @@ class Settings(_Frozen):
     alone (RST_STREAM REFUSED_STREAM); grpcio clients queue calls until one ends."""
     grpc_max_connections: int | None = Field(10_000, ge=1)
     """Open gRPC connections; past it a new connection is closed at once (the open ones
-    are served as before). None: no limit."""
+    are served as before). None: no limit. Mind the process's open-files limit
+    (``ulimit -n``)."""
     grpc_max_connection_idle_s: float | None = Field(300.0, gt=0)
     """A gRPC connection without a call for this long gets GOAWAY (NO_ERROR) and is closed,
     as gRPC's MAX_CONNECTION_IDLE; clients reconnect at their next call. None: never."""
@@ -81,11 +103,14 @@ class Settings(_Frozen):
     """After ``grpc_max_connection_age_s``, how long the calls still open may take before
     the connection is closed under them. None: as long as they take."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    """Logging level of the ``streamwise`` command (``debug`` overrides it)."""
     max_request_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
+    """Largest REST request body (64 MiB); a larger one gets 413."""
     stream_buffer_size: int = Field(64, ge=1)
     """Responses a model may run ahead of its client before it waits (backpressure)."""
     repository_api_enabled: bool = True
-    """The repository extension (index, load, unload); load only knows models found under
+    """The repository extension's load and unload; False refuses them (400 /
+    ``INVALID_ARGUMENT``), the index stays. Load only knows the models found under
     ``model_repository_root`` at startup."""
 
     # -- limits and shutdown (docs/reliability.md) --
@@ -94,51 +119,80 @@ class Settings(_Frozen):
     with "server shutting down"."""
     model_max_concurrency: int = Field(1024, ge=1)
     """Requests and streams a model serves at once (per model, overridable in its
-    model-settings ``max_concurrency``); beyond it: 503 + Retry-After / RESOURCE_EXHAUSTED."""
+    model-settings ``max_concurrency``); beyond it: 503 + ``Retry-After: 1`` /
+    ``RESOURCE_EXHAUSTED``."""
     request_timeout_s: float | None = Field(None, gt=0)
     """Longest a request (or a whole stream) may run before its model is cancelled and the
-    client gets 504 / DEADLINE_EXCEEDED; None: no limit. Per model: model-settings
-    ``request_timeout_s``."""
+    client gets 504 (``event: error`` on a stream) / ``DEADLINE_EXCEEDED``; None: no limit.
+    Per model: model-settings ``request_timeout_s``."""
     write_timeout_s: float = Field(60.0, gt=0)
-    """A streaming client that reads nothing for this long is dropped, its model cancelled."""
+    """A streaming client that reads nothing for this long is dropped (REST: its connection
+    closed; gRPC: ``RESOURCE_EXHAUSTED``) and its model cancelled."""
     keep_alive_timeout_s: float = Field(5.0, gt=0)
     """An HTTP/1.1 connection idle this long between requests (or before its first) is
     closed."""
     max_tensor_elements: int = Field(64 * 1024 * 1024, ge=1)
-    """Elements one input tensor may declare (its shape's product)."""
+    """Elements one input tensor may declare (its shape's product); over it: 413 /
+    ``RESOURCE_EXHAUSTED``."""
     auth_token: pydantic.SecretStr | None = None
-    """When set, every endpoint but health needs ``Authorization: Bearer <token>`` (REST) or
-    ``authorization: Bearer <token>`` metadata (gRPC)."""
+    """When set, every endpoint but health (``/v2/health/*``; gRPC ``ServerLive``,
+    ``ServerReady``) needs ``Authorization: Bearer <token>`` (REST) or
+    ``authorization: Bearer <token>`` metadata (gRPC); else 401 / ``UNAUTHENTICATED``. Set it
+    through ``STREAMWISE_AUTH_TOKEN`` rather than a file."""
     gc_tuning: bool = True
     """While serving: what startup allocated (modules, loaded models) is frozen out of the
     cyclic garbage collector's scans (``gc.freeze()``), and its youngest generation is
-    collected every :data:`~streamwise.server.GC_YOUNG_THRESHOLD` allocations instead of
-    Python's 700. False leaves the process's collector alone (an application embedding
-    ``serve()`` that tunes its own)."""
+    collected every :data:`~streamwise.server.GC_YOUNG_THRESHOLD` (20,000) allocations
+    instead of Python's 700; restored when ``serve()`` returns. With 1,000 open streams the
+    defaults cost a third of the server's CPU (docs/performance.md). False leaves the
+    process's collector alone (an application embedding ``serve()`` that tunes its own)."""
     event_loop_watchdog_s: float | None = Field(1.0, gt=0)
-    """Log (with the stack) when the event loop is blocked this long; None: off."""
+    """Log a warning with the stack when the event loop is blocked this long; None: off."""
 
     # -- MLServer's, accepted so its files load; not (yet) acted upon: see docs/running.md
     parallel_workers: int | None = None
+    """MLServer's: accepted, not acted upon yet; a value set (not null, 0 or false) is
+    logged at startup."""
     parallel_workers_timeout: int | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     gzip_enabled: bool | None = None
+    """MLServer's: accepted, not acted upon yet; a value set (not null, 0 or false) is
+    logged at startup."""
     metrics_endpoint: str | None = None
+    """MLServer's: accepted, not acted upon yet; a value set (not null, 0 or false) is
+    logged at startup."""
     metrics_port: int | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     metrics_rest_server_prefix: str | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     metrics_dir: str | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     cors_settings: dict[str, Any] | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     logging_settings: str | dict[str, Any] | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     use_structured_logging: bool | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     environments_dir: str | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     model_repository_implementation: str | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     model_repository_implementation_args: dict[str, Any] | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     kafka_enabled: bool | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     kafka_servers: str | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     kafka_topic_input: str | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     kafka_topic_output: str | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     tracing_server: str | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     cache_enabled: bool | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     cache_size: int | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
 
     @property
     def version(self) -> str:
@@ -148,40 +202,73 @@ class Settings(_Frozen):
 
 
 class ModelParameters(_Frozen):
+    """A model's ``parameters`` (in ``model-settings.json``)."""
+
     uri: str | None = None
+    """Where the model's artefacts are, for the model to read
+    (``self._settings.parameters.uri``); streamwise does not."""
     version: str | None = None
+    """The model's version: ``/v2/models/NAME/versions/VERSION``, and in its metadata."""
     format: str | None = None
+    """For the model to read; streamwise does not."""
     content_type: str | None = None
+    """The model's default content type: its codec decodes an input (or a whole request)
+    whose own parameters and the model's metadata name none. Given in the model's metadata."""
     extra: dict[str, Any] | None = None
+    """Free-form settings for the model to read (``self._settings.parameters.extra``)."""
     environment_path: str | None = None
+    """MLServer's (a custom environment): accepted so its files load, not acted upon."""
     environment_tarball: str | None = None
+    """MLServer's (a custom environment): accepted so its files load, not acted upon."""
     inference_pool_gid: str | None = None
+    """MLServer's (inference pools): accepted so its files load, not acted upon."""
     autogenerate_inference_pool_gid: bool | None = None
+    """MLServer's (inference pools): accepted so its files load, not acted upon."""
 
 
 class ModelSettings(_Frozen):
     """One model's settings (``model-settings.json``)."""
 
     name: str = Field(min_length=1)
+    """The model's name (``/v2/models/NAME``); missing or empty in ``model-settings.json``:
+    the name of the file's folder."""
     implementation: str = Field(min_length=1)
-    """Dotted path of the MLModel subclass, resolved relative to the model's folder first."""
+    """Dotted path of the MLModel subclass (``module.Class``), resolved relative to the
+    model's folder first, then on ``sys.path``."""
     platform: str = ""
+    """Given in the model's metadata."""
     versions: tuple[str, ...] = ()
+    """More versions the model answers to (``/v2/models/NAME/versions/V``), each with a
+    leading ``NAME/`` removed (``text-model/v1.2.3`` answers as ``v1.2.3``); given in its
+    metadata."""
     inputs: tuple[MetadataTensor, ...] = ()
+    """The inputs the model takes: when declared, every input of a request must be declared,
+    of its datatype, and every declared input present unless its ``parameters`` say
+    ``"optional": true`` (shapes are not enforced). Given in the model's metadata."""
     outputs: tuple[MetadataTensor, ...] = ()
+    """The outputs the model gives: when declared, a request may only ask for these. Given
+    in the model's metadata."""
     parameters: ModelParameters | None = None
+    """The model's parameters: version, content type, and values for the model itself."""
     max_batch_size: int = 0
+    """MLServer's adaptive batching: accepted so its files load, not acted upon (streamwise
+    does not batch requests)."""
     max_batch_time: float = 0.0
+    """MLServer's adaptive batching: accepted so its files load, not acted upon."""
     max_concurrency: int | None = Field(None, ge=1)
     """This model's limit of requests at once (default: the server's model_max_concurrency)."""
     request_timeout_s: float | None = Field(None, gt=0)
     """This model's request timeout (default: the server's request_timeout_s)."""
     warm_workers: bool | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     parallel_workers: int | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
     cache_enabled: bool | None = None
+    """MLServer's: accepted so its files load, not acted upon."""
 
     source: pathlib.Path | None = Field(None, exclude=True)
-    """The file these settings came from; relative paths resolve against its folder."""
+    """The file these settings came from, set by the loader (a value in the file is
+    ignored); relative paths resolve against its folder."""
 
     @property
     def version(self) -> str | None:
