@@ -42,6 +42,7 @@ RUN = {
 # the blocks whose command lines are checked against the commands' --help
 HELP_CHECKED = {
     ("conformance.md", "run_mlserver.py"),
+    ("index.md", "pip install -e . && python -m src serve"),
 }
 
 
@@ -160,9 +161,10 @@ def command_lines(code: str) -> list[tuple[list[str], str]]:
     """(argv, the comment after it) of each command line, continuations joined."""
     lines = []
     for line in code.replace("\\\n", " ").splitlines():
-        command, _, comment = line.partition("#")
-        if command.strip():
-            lines.append((shlex.split(command), comment))
+        line, _, comment = line.partition("#")
+        for command in line.split("&&"):
+            if command.strip():
+                lines.append((shlex.split(command), comment))
     return lines
 
 
@@ -183,6 +185,8 @@ def test_the_commands_a_page_shows_take_the_options_it_names(page: str, marker: 
     pytest_help = help_of(["python", "-m", "pytest", "conformance"])
     (code,) = [c for p, _, c in examples() if p == page and marker in c]
     for argv, comment in command_lines(code):
+        if argv[:3] == ["python3", "-m", "venv"] or argv[0] == ".":
+            continue  # the standard library's, and the venv's activation
         if argv[:2] == ["pip", "install"]:
             for extra in re.findall(r"\[(\w+)\]", " ".join(argv)):
                 assert extra in extras, f"docs/{page}: no extra [{extra}] in pyproject.toml"
