@@ -198,12 +198,17 @@ async def test_items_cross_loops_in_order_and_in_batches(aio: AsyncioLoop) -> No
     assert batches < 20_000  # a consumer that wakes takes everything waiting
 
 
-async def filled(handoff: Handoff[int], n: int) -> None:
-    """Until ``n`` items wait, then a moment more: a producer that went beyond would show."""
+async def parked(handoff: Handoff[int], side: str) -> None:
+    """Until the handoff's producer (or consumer) is parked: waiting, it can do no more."""
     with trio.fail_after(10):
-        while len(handoff) < n:  # noqa: ASYNC110 - the handoff has no event for this
-            await trio.sleep(0.005)
-    await trio.sleep(0.02)
+        while getattr(handoff, f"_{side}") is None:  # noqa: ASYNC110 - no event for this
+            await trio.sleep(0.001)
+
+
+async def filled(handoff: Handoff[int], n: int) -> None:
+    """Until the producer is parked, held by a full window: then exactly ``n`` wait."""
+    await parked(handoff, "producer")
+    assert len(handoff) == n
 
 
 async def test_backpressure_across_loops_with_a_slow_start(aio: AsyncioLoop) -> None:
@@ -247,7 +252,7 @@ async def test_abandoning_wakes_a_waiting_producer_with_abandoned(aio: AsyncioLo
 
         result: list[str] = []
         nursery.start_soon(run)
-        await trio.sleep(0.05)  # the producer is parked, waiting for room
+        await parked(handoff, "producer")  # waiting for room
         handoff.abandon()
     assert result == ["abandoned"]
 
@@ -256,7 +261,7 @@ async def test_end_wakes_a_waiting_consumer_with_the_failure() -> None:
     handoff: Handoff[int] = Handoff(4)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(handoff.take, TRIO.parker)
-        await trio.sleep(0.01)
+        await parked(handoff, "consumer")
         handoff.end(RuntimeError("the model failed"))
     assert handoff.failure is not None and handoff.poll() == []
 

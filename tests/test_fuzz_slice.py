@@ -20,6 +20,7 @@ import hostile
 import pytest
 import rawhttp
 import trio
+import trio.testing
 from conftest import DEMO, StartServer
 from grpc_stubs import code_of, in_thread
 from hypothesis import given, settings
@@ -135,7 +136,9 @@ async def test_a_stream_the_client_leaves_closes_its_request_iterator(server: Se
             while server.dataplane.in_flight:  # noqa: ASYNC110 - a count, no event
                 await trio.sleep(0.01)
         gc.collect()
-        await trio.sleep(0.1)  # where trio's finalizer hook would warn
+        # trio's finalizer hook closes collected async generators in a system task (and
+        # would warn there): every task blocked means that task has run
+        await trio.testing.wait_all_tasks_blocked()
     finally:
         sys.unraisablehook = hook
     assert not unraisable, [u.exc_value for u in unraisable]

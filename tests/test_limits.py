@@ -97,9 +97,12 @@ async def test_a_burst_of_streams_never_passes_the_limit(start_server: StartServ
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
 
+    connected: list[None] = []
+
     async def one(ready: trio.Event) -> None:
         stream = await trio.open_tcp_stream("127.0.0.1", info.http_port)
         async with stream:
+            connected.append(None)
             await ready.wait()
             await stream.send_all(head + body)
             data = b""
@@ -116,7 +119,7 @@ async def test_a_burst_of_streams_never_passes_the_limit(start_server: StartServ
         async with trio.open_nursery() as nursery:
             for _ in range(30):
                 nursery.start_soon(one, ready)
-            await trio.sleep(0.2)  # every connection open
+            await wait_for(lambda: len(connected) == 30)  # every connection open
             ready.set()
             await wait_for(lambda: len(answers) == 30)
             assert slot.in_flight == 3

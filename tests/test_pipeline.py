@@ -146,12 +146,14 @@ async def test_backpressure_holds_the_model_at_the_buffer_size(cls: type[Endless
     cls.produced = 0
     async with open_loop() as aio:
         model = cls(SETTINGS)
-        async with open_stream(Backends.on(aio).of(model), model, REQUEST, lambda r: r, buffer=4):
-            with trio.fail_after(10):  # the model runs: the first window fills
-                while cls.produced < FIRST_WINDOW:  # noqa: ASYNC110 - a count, no event
+        backend = Backends.on(aio).of(model)
+        async with open_stream(backend, model, REQUEST, lambda r: r, buffer=4) as stream:
+            handoff = stream._handoff
+            with trio.fail_after(10):  # the model runs until its producer parks: nobody reads
+                while handoff._producer is None:  # noqa: ASYNC110 - no event for this
                     await trio.sleep(0.001)
-            await trio.sleep(0.05)  # nobody reads
-            assert FIRST_WINDOW <= cls.produced <= 4 + 1  # the buffer, plus one being put
+            # held: the first window waits, one more is being put, and no more are made
+            assert len(handoff) == FIRST_WINDOW and cls.produced == FIRST_WINDOW + 1
 
 
 @pytest.mark.parametrize("cls", [Endless, AioEndless])
