@@ -340,7 +340,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def response(self, model: str, body: Json, outputs: list[Json], rid: str = "") -> Json:
         wanted = [o.get("name") for o in body.get("outputs") or [] if isinstance(o, dict)]
-        outputs = break_outputs([o for o in outputs if not wanted or o["name"] in wanted], self.breaks)
+        outputs = break_outputs(
+            [o for o in outputs if not wanted or o["name"] in wanted], self.breaks
+        )
         if "ignore-request-id" in self.breaks or not isinstance(body.get("id"), str):
             rid = rid or uuid.uuid4().hex
         else:
