@@ -12,6 +12,7 @@ then each failure is the breakage's doing. Outcomes are read from the suite's ow
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import os
@@ -187,6 +188,17 @@ def runs(
 
 def test_every_breakage_is_checked() -> None:
     assert sorted(_server_breakages()) == sorted(EXPECTED)
+
+
+def test_the_server_needs_only_the_standard_library() -> None:
+    """It runs wherever the suite does, and proves nothing about streamwise."""
+    imported = set()
+    for node in ast.walk(ast.parse(SERVER.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert imported - sys.stdlib_module_names == set()
 
 
 @pytest.mark.parametrize("breakage", [HEALTHY, *EXPECTED])
