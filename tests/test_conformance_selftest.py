@@ -130,10 +130,13 @@ def _server_breakages() -> dict[str, str]:
     return dict(module.BREAKAGES)
 
 
-def run_suite(breakage: str, checks: list[str], tmp: pathlib.Path) -> dict[str, str]:
+Outcomes = dict[str, tuple[str, str]]
+
+
+def run_suite(breakage: str, checks: list[str], tmp: pathlib.Path) -> Outcomes:
     """Start the server with ``breakage`` (none for HEALTHY), run ``checks`` against it;
-    the outcome of each check. A check that failed outside its call (the target never
-    became ready, say) is an "error", not a "failed"."""
+    the outcome of each check, and why. A check that failed outside its call (the target
+    never became ready, say) is an "error", not a "failed"."""
     argv = [sys.executable, str(SERVER), "--port", "0"]
     argv += [] if breakage == HEALTHY else ["--break", breakage]
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
@@ -159,14 +162,14 @@ def run_suite(breakage: str, checks: list[str], tmp: pathlib.Path) -> dict[str, 
         outcome = result["outcome"]
         if outcome == "failed" and not all(m.startswith("[call]") for m in result["messages"]):
             outcome = "error"
-        outcomes[result["nodeid"]] = outcome
+        outcomes[result["nodeid"]] = (outcome, "; ".join(result["messages"])[:300])
     return outcomes
 
 
 @pytest.fixture(scope="module")
 def runs(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[dict[str, Future[dict[str, str]]]]:
+) -> Iterator[dict[str, Future[Outcomes]]]:
     """One run of the suite per breakage selected in this session, started together (a
     run is mostly waiting: interpreter start-up, paced streams)."""
     selected = []
@@ -203,11 +206,13 @@ def test_the_server_needs_only_the_standard_library() -> None:
 
 @pytest.mark.parametrize("breakage", [HEALTHY, *EXPECTED])
 def test_the_checks_fail_on_their_breakage(
-    runs: dict[str, Future[dict[str, str]]], breakage: str
+    runs: dict[str, Future[Outcomes]], breakage: str
 ) -> None:
     outcomes = runs[breakage].result()
     if breakage == HEALTHY:
         expected = dict.fromkeys(ALL_CHECKS, "passed")
     else:
         expected = EXPECTED[breakage]
-    assert {check: outcomes.get(check, "not run") for check in expected} == expected
+    found = {check: outcomes.get(check, ("not run", ""))[0] for check in expected}
+    why = "\n".join(f"{check}: {outcomes[check]}" for check in expected if check in outcomes)
+    assert found == expected, why
