@@ -87,6 +87,12 @@ def test_input_the_model_does_not_declare(http: httpx.Client, need, deviation) -
     body = request(text_input("not-the-prompt", "a b"))
     response = http.post("/v2/models/text-model/generate_stream", json=body)
     if response.status_code == 200:
+        blocks = response.content.replace(b"\r\n", b"\n").split(b"\n\n")
+        refused = error_events([parse_event(b) for b in blocks if b.strip()])
+        assert not refused, (
+            f"answered 200, then refused in the stream ({refused[:1]}): the error was not "
+            "reported before the stream started"
+        )
         deviation("an input the model does not declare was accepted")
         return
     client_error(response, deviation, "undeclared input on a stream")
