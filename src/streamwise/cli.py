@@ -8,16 +8,14 @@ import logging
 import pathlib
 import signal
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Protocol, TypeVar
 
 import trio
 
 from .errors import ConfigError
-from .settings import Settings, load_settings
-
-if TYPE_CHECKING:
-    from .server import ServerInfo
+from .settings import load_settings
 
 DEMO_REPOSITORY = pathlib.Path(__file__).parent / "demo"
 
@@ -51,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, help="REST port (default 8080; 0 picks one)")
     serve.add_argument("--grpc-port", type=int, help="gRPC port (default 8081; 0 picks one)")
     serve.add_argument(
+        "--parallel-workers",
+        type=_workers,
+        metavar="N",
+        help='worker processes sharing the ports ("auto": one per core; default 1, '
+        "this process alone)",
+    )
+    serve.add_argument(
         "--log-level",
         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
         type=str.upper,
@@ -62,29 +67,57 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _serve_until_signalled(settings: Settings) -> None:
-    """The first SIGINT/SIGTERM drains (``ServerInfo.shutdown``); a second stops at once."""
-    from .server import serve
+def _workers(value: str) -> int | str:
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: a number of workers, or auto") from None
 
+
+class Running(Protocol):
+    """What a server started by :func:`until_signalled` returns: a one-process server's
+    ``ServerInfo``, or the supervisor's ``SupervisorInfo``."""
+
+    @property
+    def shutting_down(self) -> bool: ...
+
+    def shutdown(self) -> None: ...
+
+
+R = TypeVar("R", bound=Running)
+
+
+async def until_signalled(
+    run: Callable[..., Awaitable[None]],
+    grace: float,
+    started: Callable[[R], Awaitable[None]] | None = None,
+) -> None:
+    """``nursery.start(run)``, then ``started(info)`` beside it; the first SIGINT/SIGTERM
+    drains (``info.shutdown()``), a second stops at once. Returns once ``run`` has."""
     log = logging.getLogger("streamwise")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
 
-            async def run_server(*, task_status: trio.TaskStatus[ServerInfo]) -> None:
-                await serve(settings, task_status=task_status)
+            async def run_server(*, task_status: trio.TaskStatus[R]) -> None:
+                await run(task_status=task_status)
                 nursery.cancel_scope.cancel()  # drained: stop listening for signals
 
-            info = await nursery.start(run_server)
+            info: R = await nursery.start(run_server)
+            if started is not None:
+                nursery.start_soon(started, info)
             async for signum in signals:
                 name = signal.Signals(signum).name
-                if info.dataplane.shutdown_requested.is_set():
+                if info.shutting_down:
                     log.warning("%s again: stopping now", name)
+                    info.shutdown()  # workers: passed on, each stops at once
                     nursery.cancel_scope.cancel()
                     break
                 log.info(
                     "%s: shutting down (up to %g s for calls in flight; again to stop now)",
                     name,
-                    settings.graceful_timeout,
+                    grace,
                 )
                 info.shutdown()
 
@@ -106,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "http_port": args.http_port,
         "grpc_port": args.grpc_port,
         "log_level": args.log_level,
+        "parallel_workers": args.parallel_workers,
     }
     try:
         settings = load_settings(model_dir, overrides=overrides)
@@ -116,8 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if settings.debug else settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from .server import serve
+    from .workers import supervise, worker_count
+
+    workers = worker_count(settings.parallel_workers)
+    run = partial(serve, settings) if workers == 1 else partial(supervise, settings, workers)
     try:
-        trio.run(_serve_until_signalled, settings)
+        trio.run(until_signalled, run, settings.graceful_timeout)
     except BaseException as exc:
         config_error = _find(exc, ConfigError)
         if config_error is None:

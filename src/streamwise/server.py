@@ -46,6 +46,7 @@ from .settings import Settings, find_model_settings
 
 if TYPE_CHECKING:
     from .grpc.server import GrpcServer
+    from .runtime.dataplane import Peers
 
 __all__ = ["serve", "ServerInfo"]
 
@@ -71,6 +72,10 @@ class ServerInfo:
         ``graceful_timeout``, end the rest with "server shutting down"; ``serve()``
         returns once done. (Cancelling ``serve()`` instead stops it at once.)"""
         self.dataplane.shutdown_requested.set()
+
+    @property
+    def shutting_down(self) -> bool:
+        return self.dataplane.shutdown_requested.is_set()
 
     @property
     def http_url(self) -> str:
@@ -261,42 +266,71 @@ def _bound_port(binds: list[str]) -> int:
     return int(binds[0].rsplit(":", 1)[1])
 
 
+def rest_sockets(settings: Settings) -> list[socket.socket]:
+    """The REST port's listening sockets (:func:`_listening_sockets`); a port in use is
+    :class:`PortInUse`."""
+    try:
+        return _listening_sockets(settings.host, settings.http_port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse("http_port", settings.host, settings.http_port) from None
+        raise
+
+
 async def serve(
     settings: Settings,
     *,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``settings.model_repository_root`` until cancelled."""
+    """Serve ``settings.model_repository_root`` until cancelled (one process: the
+    ``parallel_workers`` of the command line are :mod:`streamwise.workers`)."""
+    if settings.parallel_workers not in (None, 0, 1):
+        log.warning(
+            "parallel_workers=%r is for `streamwise serve`: an embedded serve() is one process",
+            settings.parallel_workers,
+        )
+    await serve_on(settings, rest_sockets(settings), task_status=task_status)
+
+
+async def serve_on(
+    settings: Settings,
+    sockets: list[socket.socket],
+    grpc_socket: socket.socket | None = None,
+    *,
+    peers: Peers | None = None,
+    task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """:func:`serve` on listening sockets bound already (a worker's, shared with the
+    others): REST on ``sockets``, gRPC on ``grpc_socket`` or on its own port; ``peers``
+    carries the repository API's loads and unloads to every worker."""
     from .rest import _hypercorn_guard
 
     _hypercorn_guard.install()
     try:
-        sockets = _listening_sockets(settings.host, settings.http_port)  # fails here, plainly
-    except OSError as exc:
-        if exc.errno == errno.EADDRINUSE:
-            raise PortInUse("http_port", settings.host, settings.http_port) from None
-        raise
-    try:
-        await _serve(settings, sockets, task_status)
+        await _serve(settings, sockets, grpc_socket, peers, task_status)
     finally:
         for sock in sockets:
             sock.close()  # unless Hypercorn took them (detached): then a no-op
 
 
 async def _serve(
-    settings: Settings, sockets: list[socket.socket], task_status: trio.TaskStatus[ServerInfo]
+    settings: Settings,
+    sockets: list[socket.socket],
+    grpc_socket: socket.socket | None,
+    peers: Peers | None,
+    task_status: trio.TaskStatus[ServerInfo],
 ) -> None:
     from .rest import WriteTimeout, create_app
 
     registry = ModelRegistry(find_model_settings(settings.model_repository_root))
-    for name in ("parallel_workers", "gzip_enabled", "metrics_endpoint"):
+    for name in ("gzip_enabled", "metrics_endpoint"):
         if getattr(settings, name):
             log.warning(
                 "setting %s=%r is accepted but not acted upon yet", name, getattr(settings, name)
             )
 
     async with _bridge.open_loop() as aio:
-        dataplane = DataPlane(settings, registry, Backends.on(aio))
+        dataplane = DataPlane(settings, registry, Backends.on(aio), peers)
         app = WriteTimeout(create_app(dataplane), settings.write_timeout_s)
         try:
             # Both transports stop (gRPC server closed, Hypercorn's nursery cancelled)
@@ -306,7 +340,9 @@ async def _serve(
                 if settings.grpc_enabled:
                     from .grpc.server import open_grpc_server  # grpclib only when gRPC is on
 
-                    grpc_server = await stack.enter_async_context(open_grpc_server(dataplane, aio))
+                    grpc_server = await stack.enter_async_context(
+                        open_grpc_server(dataplane, aio, grpc_socket)
+                    )
                 grpc_port = grpc_server.port if grpc_server else None
                 stop_http, http_stopped = trio.Event(), trio.Event()
                 config = _hypercorn_config(settings, sockets)

@@ -16,7 +16,7 @@ import logging
 import os
 import pathlib
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import ConfigDict, Field
@@ -149,10 +149,14 @@ class Settings(_Frozen):
     event_loop_watchdog_s: float | None = Field(1.0, gt=0)
     """Log a warning with the stack when the event loop is blocked this long; None: off."""
 
+    parallel_workers: Annotated[int, Field(ge=0)] | Literal["auto"] | None = None
+    """Serving processes (``streamwise serve`` only): N >= 2 runs N worker processes that
+    share the REST and gRPC ports, each with its own models, under a supervisor that
+    replaces a worker that dies; ``"auto"`` is one per core; None, 0 or 1 is one process,
+    the server itself. Limits and state are per worker (docs/running.md, "Worker
+    processes")."""
+
     # -- MLServer's, accepted so its files load; not (yet) acted upon: see docs/running.md
-    parallel_workers: int | None = None
-    """MLServer's: accepted, not acted upon yet; a value set (not null, 0 or false) is
-    logged at startup."""
     parallel_workers_timeout: int | None = None
     """MLServer's: accepted so its files load, not acted upon."""
     gzip_enabled: bool | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -85,7 +86,12 @@ class _Authenticated:
 
 
 async def _start(
-    dataplane: DataPlane, aio: AsyncioLoop, host: str, port: int, limit: int
+    dataplane: DataPlane,
+    aio: AsyncioLoop,
+    host: str,
+    port: int,
+    limit: int,
+    sock: socket.socket | None,
 ) -> tuple[_Server, int]:
     """asyncio side: build and start the server; the port it is bound to."""
     codec = LimitedCodec(limit)
@@ -116,7 +122,10 @@ async def _start(
     )
     server = _Server(services, codec=codec, limits=limits, config=keepalive)
     try:
-        await server.start(host, port)
+        if sock is None:
+            await server.start(host, port)
+        else:  # a worker's: the listening socket all workers share
+            await server.start(sock=sock)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise PortInUse("grpc_port", host, port) from None
@@ -151,12 +160,17 @@ class GrpcServer:
 
 
 @asynccontextmanager
-async def open_grpc_server(dataplane: DataPlane, aio: AsyncioLoop) -> AsyncIterator[GrpcServer]:
-    """Serve gRPC on ``aio``'s loop for the duration of the block. Leaving the block
-    closes the server, cancelling any call still running."""
+async def open_grpc_server(
+    dataplane: DataPlane, aio: AsyncioLoop, sock: socket.socket | None = None
+) -> AsyncIterator[GrpcServer]:
+    """Serve gRPC on ``aio``'s loop for the duration of the block (on ``sock`` if given, a
+    listening socket, else on ``grpc_port``). Leaving the block closes the server,
+    cancelling any call still running."""
     settings = dataplane.settings
     limit = settings.grpc_max_message_length or DEFAULT_MAX_MESSAGE_BYTES
-    server, port = await aio.run(_start, dataplane, aio, settings.host, settings.grpc_port, limit)
+    server, port = await aio.run(
+        _start, dataplane, aio, settings.host, settings.grpc_port, limit, sock
+    )
     try:
         yield GrpcServer(port, server, aio)
     finally:

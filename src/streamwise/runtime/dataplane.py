@@ -18,7 +18,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, Protocol, TypeVar
 
 import trio
 
@@ -47,7 +47,17 @@ from .pipeline import Stream, open_stream
 
 T = TypeVar("T")
 
-__all__ = ["DataPlane", "Call", "Guard"]  # Guard: from calls.py, where it lives
+__all__ = ["DataPlane", "Call", "Guard", "Peers"]  # Guard: from calls.py, where it lives
+
+RepositoryOp = Literal["load", "unload"]
+
+
+class Peers(Protocol):
+    """The other worker processes serving the same ports (``parallel_workers``)."""
+
+    async def everywhere(self, op: RepositoryOp, name: str) -> None:
+        """Run ``op`` on ``name`` in every worker, this one included (each calls its
+        :meth:`DataPlane.here`); the first failure is raised."""
 
 
 @dataclass(slots=True)
@@ -86,8 +96,16 @@ class Call:
 
 
 class DataPlane:
-    def __init__(self, settings: Settings, registry: ModelRegistry, backends: Backends) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        backends: Backends,
+        peers: Peers | None = None,
+    ) -> None:
         self.settings = settings
+        self.peers = peers
+        """Set in a worker process: the repository API's loads and unloads reach all."""
         self.registry = registry
         self.backends = backends
         self.loader = ModelLoader(registry, backends)
@@ -254,10 +272,24 @@ class DataPlane:
         return self.registry.versions_of(name)
 
     async def load(self, name: str) -> None:
-        """Load every version of ``name``; the first failure is raised, with its reason."""
-        for slot in self._repository_slots(name):
-            await self.loader.load(slot)
+        """Load every version of ``name`` (in every worker); the first failure is raised,
+        with its reason."""
+        await self._everywhere("load", name)
 
     async def unload(self, name: str) -> None:
+        await self._everywhere("unload", name)
+
+    async def _everywhere(self, op: RepositoryOp, name: str) -> None:
+        self._repository_slots(name)  # switched off, unknown: answered here, at once
+        if self.peers is None:
+            await self.here(op, name)
+        else:
+            await self.peers.everywhere(op, name)
+
+    async def here(self, op: RepositoryOp, name: str) -> None:
+        """``op`` on every version of ``name`` in this process."""
         for slot in self._repository_slots(name):
-            await self.loader.unload(slot)
+            if op == "load":
+                await self.loader.load(slot)
+            else:
+                await self.loader.unload(slot)
