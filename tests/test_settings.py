@@ -9,6 +9,7 @@ import pytest
 from conftest import DOCUMENT
 
 from streamwise.errors import ConfigError
+from streamwise.runtime.loading import import_implementation
 from streamwise.settings import find_model_settings, load_settings
 
 
@@ -94,3 +95,72 @@ def test_settings_are_immutable() -> None:
     s = load_settings(None, environ={})
     with pytest.raises(Exception, match="frozen"):
         s.http_port = 1  # type: ignore[misc]
+
+
+# -- a model from the environment alone (MLServer's rule, KServe's MLServer runtime) --
+
+KSERVE_LIKE = {
+    "MLSERVER_MODEL_IMPLEMENTATION": "model.Echo",
+    "MLSERVER_MODEL_NAME": "my-isvc",
+    "MLSERVER_MODEL_URI": "/mnt/models",
+    "MLSERVER_HTTP_PORT": "8080",
+}
+
+
+def test_a_repository_without_model_settings_serves_the_model_the_environment_describes(
+    tmp_path: pathlib.Path,
+) -> None:
+    env = {**KSERVE_LIKE, "MLSERVER_MODEL_VERSION": "7", "MLSERVER_MODEL_EXTRA": '{"k": 1}'}
+    [model] = find_model_settings(tmp_path, environ=env)
+    assert (model.name, model.implementation) == ("my-isvc", "model.Echo")
+    assert model.parameters is not None
+    assert model.parameters.uri == "/mnt/models"  # MLSERVER_MODEL_URI is parameters.uri
+    assert model.version == "7" and model.parameters.extra == {"k": 1}
+    assert model.source is None and model.folder == tmp_path.resolve()
+    assert "from the environment" in model.origin
+
+
+def test_streamwise_model_variables_win_and_a_nameless_model_is_named_after_the_folder(
+    tmp_path: pathlib.Path,
+) -> None:
+    env = {"MLSERVER_MODEL_IMPLEMENTATION": "a.B", "STREAMWISE_MODEL_IMPLEMENTATION": "model.C"}
+    [model] = find_model_settings(tmp_path, environ=env)
+    assert model.implementation == "model.C" and model.name == tmp_path.name
+    assert model.parameters is not None and model.parameters.uri is None
+
+
+def test_model_settings_files_win_over_the_environment(tmp_path: pathlib.Path) -> None:
+    write(tmp_path, "m/model-settings.json", {"implementation": "a.B"})
+    assert [m.name for m in find_model_settings(tmp_path, environ=KSERVE_LIKE)] == ["m"]
+
+
+def test_no_implementation_in_the_environment_no_model(
+    tmp_path: pathlib.Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert find_model_settings(tmp_path, environ={"MLSERVER_HTTP_PORT": "1"}) == []
+    assert find_model_settings(tmp_path, environ={"MLSERVER_MODEL_NAME": "x"}) == []
+    assert "MLSERVER_MODEL_NAME set but no MLSERVER_MODEL_IMPLEMENTATION" in caplog.text
+
+
+def test_a_bad_model_variable_is_named(tmp_path: pathlib.Path) -> None:
+    env = {**KSERVE_LIKE, "STREAMWISE_MODEL_MAX_BATCH_SIZE": "many"}
+    with pytest.raises(ConfigError, match="environment STREAMWISE_MODEL_MAX_BATCH_SIZE"):
+        find_model_settings(tmp_path, environ=env)
+    env = {**KSERVE_LIKE, "MLSERVER_MODEL_EXTRA": "[1]"}
+    with pytest.raises(ConfigError, match="environment MLSERVER_MODEL_EXTRA: field 'extra'"):
+        find_model_settings(tmp_path, environ=env)
+
+
+def test_the_model_from_the_environment_is_looked_up_in_the_repository_folder(
+    tmp_path: pathlib.Path,
+) -> None:
+    (tmp_path / "model.py").write_text(
+        "from streamwise import MLModel\nclass Echo(MLModel):\n    pass\n"
+    )
+    [model] = find_model_settings(tmp_path, environ=KSERVE_LIKE)
+    assert import_implementation(model).__name__ == "Echo"
+    [broken] = find_model_settings(
+        tmp_path, environ={**KSERVE_LIKE, "MLSERVER_MODEL_IMPLEMENTATION": "nope.X"}
+    )
+    with pytest.raises(ConfigError, match="model 'my-isvc' from the environment"):
+        import_implementation(broken)

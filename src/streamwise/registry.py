@@ -151,6 +151,23 @@ class ModelRegistry:
         slots.sort(key=lambda s: _natural_key(s.version))
         return slot
 
+    def refresh(self, name: str, found: Sequence[ModelSettings]) -> None:
+        """``name``'s versions as the repository holds them now (``found``, all of that
+        name): a version not in use (UNLOADED or FAILED) that came from the repository takes
+        its settings as found, or goes if it is no longer there; a new version is added.
+        A version in use, or given in code (no file, not from the environment), stays."""
+        slots = self._slots.get(name, [])
+        for slot in list(slots):
+            not_in_use = slot.state in (ModelState.UNLOADED, ModelState.FAILED)
+            if not_in_use and slot.settings.folder is not None:
+                slots.remove(slot)
+        kept = {slot.version for slot in slots}
+        for settings in found:
+            if settings.version not in kept:
+                self.add(settings)
+        if not self._slots.get(name):
+            self._slots.pop(name, None)
+
     def slots(self) -> list[ModelSlot]:
         return [slot for name in sorted(self._slots) for slot in self._slots[name]]
 

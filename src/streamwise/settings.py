@@ -5,6 +5,10 @@ they are. Where a value comes from, lowest precedence first::
 
     defaults < settings.json < MLSERVER_<FIELD> < STREAMWISE_<FIELD> < command-line flags
 
+A repository with no ``model-settings.json`` serves the one model that the environment
+describes, as MLServer does (``MLSERVER_MODEL_<FIELD>`` < ``STREAMWISE_MODEL_<FIELD>``;
+:func:`model_settings_from_environment`): how KServe's MLServer runtime configures it.
+
 A malformed file or an unknown or invalid field is a :class:`~streamwise.errors.ConfigError`
 that names the file (or the environment variable) and the field.
 """
@@ -19,18 +23,28 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import pydantic
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, PrivateAttr
 
 from .errors import ConfigError
 from .types import MetadataTensor
 
-__all__ = ["Settings", "ModelSettings", "ModelParameters", "load_settings", "find_model_settings"]
+__all__ = [
+    "Settings",
+    "ModelSettings",
+    "ModelParameters",
+    "load_settings",
+    "find_model_settings",
+    "model_settings_from_environment",
+]
 
 log = logging.getLogger(__name__)
 
 SETTINGS_FILE = "settings.json"
 MODEL_SETTINGS_FILE = "model-settings.json"
 ENV_PREFIXES = ("MLSERVER_", "STREAMWISE_")  # later ones win
+# a model from the environment alone (a repository without model-settings.json): MLServer's
+# ModelSettings and ModelParameters both read MLSERVER_MODEL_<FIELD>
+MODEL_ENV_PREFIXES = tuple(prefix + "MODEL_" for prefix in ENV_PREFIXES)
 
 
 class _Frozen(pydantic.BaseModel):
@@ -64,7 +78,9 @@ class Settings(_Frozen):
     folder."""
     load_models_at_startup: bool = True
     """Load every model before the server reports ready; False leaves them unloaded, to be
-    loaded through the repository API."""
+    loaded through the repository API. A repository with no ``model-settings.json`` serves
+    the one model its environment describes (``MLSERVER_MODEL_IMPLEMENTATION``, ...; see
+    docs/running.md)."""
     server_name: str = "streamwise"
     """The name in the server metadata (``GET /v2``, gRPC ``ServerMetadata``)."""
     server_version: str | None = None
@@ -110,8 +126,10 @@ class Settings(_Frozen):
     """Responses a model may run ahead of its client before it waits (backpressure)."""
     repository_api_enabled: bool = True
     """The repository extension's load and unload; False refuses them (400 /
-    ``INVALID_ARGUMENT``), the index stays. Load only knows the models found under
-    ``model_repository_root`` at startup."""
+    ``INVALID_ARGUMENT``), the index stays. Load looks in ``model_repository_root`` again
+    for the model it names, so a model folder copied there after startup loads (as Seldon
+    Core's agent does); the index lists the models found at startup and those loaded
+    since."""
 
     # -- limits and shutdown (docs/reliability.md) --
     graceful_timeout: float = Field(30.0, ge=0)
@@ -238,7 +256,8 @@ class ModelSettings(_Frozen):
     the name of the file's folder."""
     implementation: str = Field(min_length=1)
     """Dotted path of the MLModel subclass (``module.Class``), resolved relative to the
-    model's folder first, then on ``sys.path``."""
+    model's folder first (for a model from the environment: the repository's folder), then
+    on ``sys.path``."""
     platform: str = ""
     """Given in the model's metadata."""
     versions: tuple[str, ...] = ()
@@ -274,13 +293,27 @@ class ModelSettings(_Frozen):
     """The file these settings came from, set by the loader (a value in the file is
     ignored); relative paths resolve against its folder."""
 
+    # the repository folder of a model from the environment (it has no source file)
+    _environment_folder: pathlib.Path | None = PrivateAttr(None)
+
     @property
     def version(self) -> str | None:
         return self.parameters.version if self.parameters else None
 
     @property
     def folder(self) -> pathlib.Path | None:
-        return self.source.parent if self.source else None
+        """The folder the model's code is looked up in first: its file's, or, for a model
+        from the environment, the repository's."""
+        return self.source.parent if self.source else self._environment_folder
+
+    @property
+    def origin(self) -> str:
+        """Where these settings came from, for messages."""
+        if self.source is not None:
+            return str(self.source)
+        if self._environment_folder is not None:
+            return f"model {self.name!r} from the environment (MLSERVER_MODEL_*)"
+        return self.name
 
 
 def _describe_errors(exc: pydantic.ValidationError, source_of: Mapping[str, str]) -> str:
@@ -307,10 +340,12 @@ def _read_json_object(path: pathlib.Path) -> dict[str, Any]:
 
 
 def _env_values(
-    fields: Mapping[str, Any], environ: Mapping[str, str]
+    fields: Mapping[str, Any],
+    environ: Mapping[str, str],
+    prefixes: tuple[str, ...] = ENV_PREFIXES,
 ) -> dict[str, tuple[Any, str]]:
     found: dict[str, tuple[Any, str]] = {}
-    for prefix in ENV_PREFIXES:
+    for prefix in prefixes:
         for name in fields:
             var = prefix + name.upper()
             if var in environ:
@@ -366,10 +401,62 @@ def load_model_settings(path: pathlib.Path) -> ModelSettings:
         raise ConfigError(_describe_errors(exc, {k: str(path) for k in data})) from None
 
 
-def find_model_settings(root: str | os.PathLike[str]) -> list[ModelSettings]:
+def model_settings_paths(root: str | os.PathLike[str]) -> list[pathlib.Path]:
     """Every ``model-settings.json`` below ``root``, in a stable order."""
     root = pathlib.Path(root)
     if not root.is_dir():
         raise ConfigError(f"{root}: model repository is not a folder")
-    paths = sorted(p for p in root.rglob(MODEL_SETTINGS_FILE) if p.is_file())
-    return [load_model_settings(p) for p in paths]
+    return sorted(p for p in root.rglob(MODEL_SETTINGS_FILE) if p.is_file())
+
+
+def find_model_settings(
+    root: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> list[ModelSettings]:
+    """The models of the repository ``root``: every ``model-settings.json`` below it, in a
+    stable order; when there is none, the one model the environment describes (see
+    :func:`model_settings_from_environment`), if it describes one."""
+    paths = model_settings_paths(root)
+    if paths:
+        return [load_model_settings(p) for p in paths]
+    from_environment = model_settings_from_environment(root, environ=environ)
+    return [from_environment] if from_environment is not None else []
+
+
+# set on the one model as a whole (parameters from their own variables; source by the loader)
+_NOT_FROM_ENVIRONMENT = frozenset({"parameters", "source"})
+
+
+def model_settings_from_environment(
+    root: str | os.PathLike[str], *, environ: Mapping[str, str] | None = None
+) -> ModelSettings | None:
+    """The one model MLServer serves from a repository without ``model-settings.json``:
+    its fields from ``MLSERVER_MODEL_<FIELD>`` (``STREAMWISE_MODEL_<FIELD>`` wins), those of
+    its ``parameters`` likewise (``MLSERVER_MODEL_URI`` is ``parameters.uri``,
+    ``MLSERVER_MODEL_VERSION`` ``parameters.version``). None unless an ``implementation`` is
+    given (MLServer's rule: its only required field). The name defaults to the repository
+    folder's; the implementation is looked up in that folder first."""
+    environ = os.environ if environ is None else environ
+    fields = {k: v for k, v in ModelSettings.model_fields.items() if k not in _NOT_FROM_ENVIRONMENT}
+    top = _env_values(fields, environ, MODEL_ENV_PREFIXES)
+    if "implementation" not in top:
+        if top:
+            log.warning(
+                "%s set but no MLSERVER_MODEL_IMPLEMENTATION: no model from the environment",
+                ", ".join(where.removeprefix("environment ") for _, where in top.values()),
+            )
+        return None
+    params = _env_values(ModelParameters.model_fields, environ, MODEL_ENV_PREFIXES)
+    try:
+        parameters = ModelParameters.model_validate({k: v for k, (v, _) in params.items()})
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_describe_errors(exc, {k: w for k, (_, w) in params.items()})) from None
+    folder = pathlib.Path(root).resolve()
+    values: dict[str, Any] = {k: v for k, (v, _) in top.items()}
+    if not values.get("name"):
+        values["name"] = folder.name  # as a nameless model-settings.json is named
+    try:
+        settings = ModelSettings.model_validate({**values, "parameters": parameters})
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_describe_errors(exc, {k: w for k, (_, w) in top.items()})) from None
+    settings._environment_folder = folder
+    return settings

@@ -14,6 +14,7 @@ and which touches only its call. Where a model runs is its backend's business
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -23,7 +24,9 @@ from typing import Literal, Protocol, TypeVar
 import trio
 
 from ..errors import (
+    ConfigError,
     InvalidRequest,
+    ModelLoadError,
     ModelOverloaded,
     ServerShuttingDown,
     StreamwiseError,
@@ -31,7 +34,13 @@ from ..errors import (
 from ..model import MLModel
 from ..protocol.validation import validate_request
 from ..registry import ModelRegistry, ModelSlot, ModelState
-from ..settings import Settings
+from ..settings import (
+    ModelSettings,
+    Settings,
+    find_model_settings,
+    load_model_settings,
+    model_settings_paths,
+)
 from ..types import (
     InferenceRequest,
     InferenceResponse,
@@ -44,6 +53,8 @@ from .backends import Backends, Requests
 from .calls import Guard
 from .loading import ModelLoader
 from .pipeline import Stream, open_stream
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -272,22 +283,57 @@ class DataPlane:
         return self.registry.versions_of(name)
 
     async def load(self, name: str) -> None:
-        """Load every version of ``name`` (in every worker); the first failure is raised,
-        with its reason."""
+        """Load every version of ``name`` (in every worker) as the repository folder holds
+        it now (a model folder copied there after startup loads); the first failure is
+        raised, with its reason."""
         await self._everywhere("load", name)
+
+    def _rescan(self, name: str) -> list[ModelSettings]:
+        """The settings of ``name`` in the repository folder now. Another model's file that
+        does not load is logged and passed over; if ``name`` is not found, the first such
+        error is raised (it may be the file meant)."""
+        root = self.settings.model_repository_root
+        paths = model_settings_paths(root)
+        if not paths:  # the model from the environment, if there is one
+            return [s for s in find_model_settings(root) if s.name == name]
+        found: list[ModelSettings] = []
+        errors: list[ConfigError] = []
+        for path in paths:
+            try:
+                settings = load_model_settings(path)
+            except ConfigError as exc:
+                errors.append(exc)
+                continue
+            if settings.name == name:
+                found.append(settings)
+        if errors and not found:
+            raise errors[0]
+        for error in errors:
+            log.warning("repository: %s (passed over)", error)
+        return found
 
     async def unload(self, name: str) -> None:
         await self._everywhere("unload", name)
 
     async def _everywhere(self, op: RepositoryOp, name: str) -> None:
-        self._repository_slots(name)  # switched off, unknown: answered here, at once
+        if not self.settings.repository_api_enabled:
+            raise InvalidRequest("the repository API is switched off (repository_api_enabled)")
+        if op == "unload":
+            self.registry.versions_of(name)  # unknown: answered here, at once
         if self.peers is None:
             await self.here(op, name)
         else:
             await self.peers.everywhere(op, name)
 
     async def here(self, op: RepositoryOp, name: str) -> None:
-        """``op`` on every version of ``name`` in this process."""
+        """``op`` on every version of ``name`` in this process (a load reads the folder
+        again first)."""
+        if op == "load":
+            try:
+                found = self._rescan(name)
+            except ConfigError as exc:  # the model's file, or the folder, is wrong
+                raise ModelLoadError(str(exc)) from exc
+            self.registry.refresh(name, found)
         for slot in self._repository_slots(name):
             if op == "load":
                 await self.loader.load(slot)

@@ -49,9 +49,10 @@ def _import_from_folder(path: pathlib.Path, folder: pathlib.Path, module_name: s
 
 
 def import_implementation(settings: ModelSettings) -> type[MLModel]:
-    """The class named by ``implementation``, looked up in the model's folder first."""
+    """The class named by ``implementation``, looked up in the model's folder first (a
+    model from the environment: the repository's folder), then on ``sys.path``."""
     module_name, _, class_name = settings.implementation.rpartition(".")
-    where = settings.source or settings.name
+    where = settings.origin
     if not module_name:
         raise ConfigError(f"{where}: field 'implementation': expected module.Class")
     folder = settings.folder
