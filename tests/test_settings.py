@@ -6,10 +6,10 @@ import json
 import pathlib
 
 import pytest
-from conftest import DOCUMENT
 
 from streamwise.errors import ConfigError
 from streamwise.settings import find_model_settings, load_settings
+from tests.support import DOCUMENT
 
 
 def write(folder: pathlib.Path, name: str, content: object) -> pathlib.Path:

@@ -1,6 +1,6 @@
 """Hostile input for streamwise: hypothesis strategies, one blocking sender per target, and
 the property every answer must hold. Shared by tests/test_fuzz_slice.py (the fast slice:
-``python -m pytest tests/test_fuzz_slice.py``) and tests/soak_fuzz.py (10,000+ cases).
+``python -m pytest tests/test_fuzz_slice.py``) and scripts/soak_fuzz.py (10,000+ cases).
 
 The property, for every target:
 
@@ -35,7 +35,6 @@ from typing import Any
 import grpc
 import httpx
 import pydantic
-from grpc_stubs import load_stubs
 from hypothesis import HealthCheck
 from hypothesis import strategies as st
 
@@ -45,9 +44,12 @@ from streamwise.grpc.convert import CONTENTS_FIELD, request_from_proto
 from streamwise.protocol.validation import INT_RANGES, validate_request
 from streamwise.types import InferenceRequest, InferenceResponse, MetadataTensor
 
+from . import paths
+from .grpc_stubs import load_stubs
+
 pb2, pb2_grpc = load_stubs()
 
-DEMO = pathlib.Path(__file__).resolve().parent.parent / "src" / "streamwise" / "demo"
+DEMO = paths.DEMO
 
 # Small limits make "too large" cheap to reach: the server under fuzz is started with them.
 BODY_LIMIT = 256 * 1024
