@@ -1,6 +1,6 @@
 """Soak the server with hostile input: ``python -m scripts.soak_fuzz [--cases N] [--seed S]``.
 
-The targets, strategies and property of tests/test_fuzz_slice.py (tests/support/hostile.py),
+The targets, strategies and property of tests/test_fuzz_slice.py (tests/support/hostile/),
 at 10,000+ cases by default, against an in-process server of the demo models (both
 transports in one trio run, the cases sent from a worker thread). Prints the cases run per
 target, the answers by status, every answer that breaks the property with the input that

@@ -4,7 +4,7 @@ ModelInferRequests and garbage gRPC messages, against an in-process server of th
 models. Every answer must be a client error (or a success, for a valid request), never a
 server error; afterwards the server must still be live with every model ready.
 
-The strategies and the property live in tests/support/hostile.py; scripts/soak_fuzz.py runs the
+The strategies and the property live in tests/support/hostile/; scripts/soak_fuzz.py runs the
 same targets at 10,000+ cases and watches memory."""
 
 from __future__ import annotations

@@ -1,0 +1,342 @@
+"""gRPC: valid protobuf with hostile contents, the oracle's expectation for each, and the
+senders for ModelInfer and ModelStreamInfer."""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from hypothesis import strategies as st
+
+from streamwise._proto import inference as bp
+from streamwise.errors import InvalidRequest
+from streamwise.grpc.convert import CONTENTS_FIELD, request_from_proto
+from streamwise.protocol.validation import INT_RANGES, validate_request
+
+from .common import (
+    ANY,
+    BAD_DATATYPES,
+    BODY_LIMIT,
+    CLIENT_ERROR,
+    DATATYPES,
+    MODELS,
+    OK,
+    STARTS,
+    TIMEOUT,
+    UNIMPLEMENTED,
+    ModelInfo,
+    Outcome,
+    _cut,
+    pb2,
+    squeeze,
+)
+from .json_text import LONG_TEXT, NAMES
+
+TYPED_FIELDS = {
+    "bool_contents": st.booleans(),
+    "int_contents": st.integers(-(2**31), 2**31 - 1),
+    "int64_contents": st.integers(-(2**63), 2**63 - 1),
+    "uint_contents": st.integers(0, 2**32 - 1),
+    "uint64_contents": st.integers(0, 2**64 - 1),
+    "fp32_contents": st.floats(width=32),
+    "fp64_contents": st.floats(),
+    "bytes_contents": st.binary(max_size=10),
+}
+RAW_SIZE = {"BOOL": 1, "UINT8": 1, "INT8": 1, "UINT16": 2, "INT16": 2, "FP16": 2, "UINT32": 4}
+RAW_SIZE |= {"INT32": 4, "FP32": 4, "UINT64": 8, "INT64": 8, "FP64": 8}
+
+GRPC_SHAPES = st.one_of(
+    st.lists(st.integers(0, 4), min_size=1, max_size=3),
+    st.lists(st.integers(0, 4), max_size=3),
+    st.sampled_from([[10**12], [2**62, 2**62], [2**63 - 1], [-1], [-1, -1], [-(2**63)], [2**32, 2**32, 0], [1] * 500]),
+    st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=3),
+    st.integers(1, 25_000).map(lambda n: [2**62] * n),
+)  # fmt: skip
+GRPC_PARAMETER = st.one_of(
+    st.builds(pb2.InferParameter),  # no choice set
+    st.builds(pb2.InferParameter, bool_param=st.booleans()),
+    st.builds(pb2.InferParameter, int64_param=st.integers(-(2**63), 2**63 - 1)),
+    st.builds(pb2.InferParameter, string_param=st.text(max_size=20)),
+    st.builds(pb2.InferParameter, double_param=st.floats()),
+    st.builds(pb2.InferParameter, uint64_param=st.integers(0, 2**64 - 1))
+    if "uint64_param" in pb2.InferParameter.DESCRIPTOR.fields_by_name
+    else st.nothing(),
+)
+GRPC_PARAMETERS = st.dictionaries(
+    st.sampled_from(["content_type", "headers", "optional", "x", ""]) | st.text(max_size=8),
+    GRPC_PARAMETER,
+    max_size=3,
+)
+
+
+def _raw_bytes_of(draw: st.DrawFn, datatype: str, count: int) -> bytes:
+    if datatype == "BYTES":
+        items = draw(st.lists(st.binary(max_size=6), min_size=count, max_size=count))
+        return b"".join(struct.pack("<I", len(b)) + b for b in items)
+    size = RAW_SIZE.get(datatype, 4)
+    if datatype == "BOOL":
+        return bytes(draw(st.lists(st.integers(0, 1), min_size=count, max_size=count)))
+    return draw(st.binary(min_size=count * size, max_size=count * size))
+
+
+BAD_BYTES_RAW = st.one_of(
+    st.sampled_from(
+        [
+            b"\xff\xff\xff\xff",  # a length past the buffer
+            b"\x05\x00\x00\x00ab",  # likewise
+            b"\x01\x00",  # a truncated length
+            b"\x01\x00\x00\x00a\x00",  # a truncated second length
+            b"\x00\x00\x00\x80" + b"x" * 8,
+            b"\x02\x00\x00\x00ab\x02\x00\x00\x00cd",  # two elements
+        ]
+    ),
+    st.binary(max_size=40),
+)
+
+
+@st.composite
+def grpc_tensor(draw: st.DrawFn, model: ModelInfo | None, raw_mode: bool) -> tuple[Any, bytes]:
+    """An input tensor and its raw contents (used when ``raw_mode``)."""
+    declared = {m.name: m for m in model.inputs} if model else {}
+    name = draw(st.sampled_from(sorted(declared)) | NAMES if declared else NAMES)
+    if name in declared and draw(st.booleans()):
+        datatype = declared[name].datatype
+    else:
+        datatype = draw(
+            st.sampled_from(DATATYPES) | st.sampled_from(BAD_DATATYPES) | st.text(max_size=6)
+        )
+    shape = draw(GRPC_SHAPES)
+    dims_ok = all(0 <= d <= 64 for d in shape)
+    count = min(math.prod(shape), 256) if dims_ok else draw(st.integers(0, 6))
+    tensor = pb2.ModelInferRequest.InferInputTensor(name=name, datatype=datatype, shape=shape)
+    for key, value in draw(GRPC_PARAMETERS).items():
+        tensor.parameters[key].CopyFrom(value)
+    raw = b""
+    how = draw(st.sampled_from(["fit", "fit", "count", "other field", "none"]))
+    if raw_mode:
+        if how == "fit":
+            raw = _raw_bytes_of(draw, datatype, count)
+        elif how == "count":
+            raw = _raw_bytes_of(draw, datatype, count) + draw(st.binary(min_size=1, max_size=9))
+            raw = raw if draw(st.booleans()) else raw[: -draw(st.integers(1, 9)) or None]
+        elif how == "other field":
+            raw = draw(BAD_BYTES_RAW)
+        if draw(st.integers(0, 9)) == 0:  # contents as well as raw
+            tensor.contents.bool_contents.append(True)
+    else:
+        field_name = CONTENTS_FIELD.get(datatype, "fp32_contents")
+        if how == "other field":
+            field_name = draw(st.sampled_from(sorted(TYPED_FIELDS)))
+        if how != "none":
+            n = count if how != "count" else count + draw(st.sampled_from([-1, 1, 2, 50]))
+            n = max(n, 0)
+            values = draw(st.lists(TYPED_FIELDS[field_name], min_size=n, max_size=n))
+            getattr(tensor.contents, field_name).extend(values)
+    return tensor, raw
+
+
+@st.composite
+def valid_grpc_tensor(draw: st.DrawFn, model: ModelInfo | None, name: str) -> tuple[Any, bytes]:
+    declared = {m.name: m for m in model.inputs} if model else {}
+    datatype = declared[name].datatype if name in declared else draw(st.sampled_from(DATATYPES))
+    shape = draw(st.lists(st.integers(0, 3), min_size=1, max_size=3))
+    if model and model.name == "token-streamer":
+        shape = [1]
+    count = math.prod(shape)
+    tensor = pb2.ModelInferRequest.InferInputTensor(name=name, datatype=datatype, shape=shape)
+    raw = _raw_bytes_of(draw, datatype, count)
+    if datatype in CONTENTS_FIELD:
+        field_name = CONTENTS_FIELD[datatype]
+        strategy = TYPED_FIELDS[field_name]
+        if datatype in INT_RANGES:
+            strategy = st.integers(*INT_RANGES[datatype])
+        values = draw(st.lists(strategy, min_size=count, max_size=count))
+        getattr(tensor.contents, field_name).extend(values)
+    return tensor, raw
+
+
+@dataclass
+class GrpcCase:
+    message: Any
+    model: ModelInfo | None
+    built_valid: bool
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+    def __repr__(self) -> str:
+        return _cut(squeeze(f"GrpcCase(bytes={self.message.SerializeToString()!r})"))
+
+
+@st.composite
+def grpc_cases(draw: st.DrawFn, model_name: str | None = None) -> GrpcCase:
+    """A ModelInferRequest; for ``model_name`` when given (the later messages of a stream)."""
+    if model_name is None:
+        model_name = draw(
+            st.sampled_from([*MODELS, "identity", "identity", "", "no-such-model", "IDENTITY"])
+            | NAMES
+        )
+    model = MODELS.get(model_name)
+    version = ""
+    if draw(st.integers(0, 4)) == 0:
+        version = draw(st.sampled_from([model.version or "", "2"] if model else ["1"]) | NAMES)
+        if model is not None and version and version != model.version:
+            model = None
+    built_valid = model is not None and draw(st.integers(0, 3)) == 0
+    raw_mode = draw(st.booleans())
+    if built_valid:
+        assert model is not None
+        names = (
+            [m.name for m in model.inputs if m.name != "delay_s"]
+            if model.inputs
+            else draw(st.lists(st.text(max_size=8), max_size=3, unique=True))
+        )
+        tensors = [draw(valid_grpc_tensor(model, name)) for name in names]
+        raw_mode = raw_mode or any(t.datatype == "FP16" for t, _ in tensors)
+    else:
+        tensors = draw(st.lists(grpc_tensor(model, raw_mode), max_size=3))
+    message = pb2.ModelInferRequest(model_name=model_name, model_version=version)
+    for tensor, _ in tensors:
+        if raw_mode and built_valid:
+            tensor.ClearField("contents")
+        message.inputs.append(tensor)
+    if raw_mode:
+        raws = [raw for _, raw in tensors]
+        if not built_valid and draw(st.integers(0, 5)) == 0:
+            raws = raws[:-1] if raws and draw(st.booleans()) else [*raws, b""]
+        message.raw_input_contents.extend(raws)
+    if not built_valid:
+        for key, value in draw(GRPC_PARAMETERS).items():
+            message.parameters[key].CopyFrom(value)
+        for name in draw(st.lists(NAMES, max_size=2)):
+            message.outputs.add(name=name)
+        message.id = draw(st.text(max_size=10) | LONG_TEXT)
+    return GrpcCase(message, model, built_valid)
+
+
+GRPC_CLIENT_ERRORS = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.NOT_FOUND,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.UNIMPLEMENTED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.OUT_OF_RANGE,
+}
+
+
+def grpc_expectation(case: GrpcCase) -> str:
+    if case.model is None:
+        return CLIENT_ERROR
+    data = case.message.SerializeToString()
+    if len(data) > BODY_LIMIT:
+        return CLIENT_ERROR
+    if len(data) > BODY_LIMIT // 2:
+        return ANY  # valid or not, its echo may be over the limit: RESOURCE_EXHAUSTED
+    try:
+        request, _ = request_from_proto(bp.ModelInferRequest.parse(data))
+        validate_request(request, case.model.inputs, case.model.outputs)
+    except InvalidRequest:
+        if case.built_valid:
+            raise AssertionError(f"the oracle refuses a request built valid: {case!r}") from None
+        return CLIENT_ERROR
+    except Exception:  # a conversion bug: the server must not answer INTERNAL all the same
+        return CLIENT_ERROR
+    return UNIMPLEMENTED if case.model.stream_only else OK
+
+
+def _grpc_status_problem(code: grpc.StatusCode, details: str, expect: str) -> str | None:
+    if code == grpc.StatusCode.OK:
+        if expect in (OK, ANY, STARTS):
+            return None
+        return f"expected {expect}, got OK"
+    if code not in GRPC_CLIENT_ERRORS:
+        return f"{code.name} for a client's request: {details!r:.300}"
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and "metadata" in details:
+        # grpcio's own refusal: the status message the server sent is over its limit
+        return f"the server's status message is too large for the client: {details!r:.300}"
+    if expect == OK:
+        return f"expected success, got {code.name}: {details!r:.300}"
+    if expect == UNIMPLEMENTED and code != grpc.StatusCode.UNIMPLEMENTED:
+        return f"expected UNIMPLEMENTED, got {code.name}: {details!r:.300}"
+    if code == grpc.StatusCode.UNIMPLEMENTED and expect not in (UNIMPLEMENTED, ANY):
+        return f"UNIMPLEMENTED for a {expect} request: {details!r:.300}"
+    return None
+
+
+@dataclass
+class Grpc:
+    """A grpcio channel to the server under fuzz, and its calls (bytes in, bytes out)."""
+
+    channel: grpc.Channel
+    timeout: float = TIMEOUT
+
+    def unary(self, method: str) -> Callable[..., Any]:
+        return self.channel.unary_unary(f"/inference.GRPCInferenceService/{method}")
+
+    def stream(self, method: str) -> Callable[..., Any]:
+        return self.channel.stream_stream(f"/inference.GRPCInferenceService/{method}")
+
+
+def send_grpc_infer(rpc: Grpc, case: GrpcCase) -> Outcome:
+    expect = grpc_expectation(case)
+    try:
+        reply = rpc.unary("ModelInfer")(case.message.SerializeToString(), timeout=rpc.timeout)
+    except grpc.RpcError as exc:
+        code, details = exc.code(), exc.details() or ""
+        return Outcome(code.name, _grpc_status_problem(code, details, expect))
+    outcome = Outcome("OK", _grpc_status_problem(grpc.StatusCode.OK, "", expect))
+    if outcome.problem is None:
+        response = pb2.ModelInferResponse.FromString(reply)
+        sent = [t.name for t in case.message.inputs]
+        got = [o.name for o in response.outputs]
+        if response.model_name != "identity" or got != sent[: len(got)] or (sent and not got):
+            outcome.problem = f"identity answered outputs {got} for inputs {sent}"
+    return outcome
+
+
+@st.composite
+def grpc_stream_cases(draw: st.DrawFn) -> list[GrpcCase]:
+    first = draw(grpc_cases())
+    rest = draw(
+        st.lists(grpc_cases(model_name=first.message.model_name) | grpc_cases(), max_size=2)
+    )
+    return [first, *rest]
+
+
+def send_grpc_stream(rpc: Grpc, cases: list[GrpcCase]) -> Outcome:
+    """A bidi stream of requests. Valid requests to the stream-only demo models are not
+    sent as streams (they would run for long); their unary call must say UNIMPLEMENTED."""
+    expects = [grpc_expectation(c) for c in cases]
+    if cases[0].model is not None and cases[0].model.stream_only and expects[0] != CLIENT_ERROR:
+        return send_grpc_infer(rpc, cases[0])
+    same = [
+        (c.message.model_name, c.message.model_version)
+        == (cases[0].message.model_name, cases[0].message.model_version)
+        for c in cases
+    ]
+    answered = 0  # requests the server must answer before the error (if any)
+    for expect, ok in zip(expects, same, strict=True):
+        if expect != OK or not ok:
+            break
+        answered += 1
+    expect = OK if answered == len(cases) else CLIENT_ERROR
+    if ANY in expects:
+        expect, answered = ANY, -1  # an answer may be over the size limit: not counted
+    messages = [c.message.SerializeToString() for c in cases]
+    responses = []
+    try:
+        for reply in rpc.stream("ModelStreamInfer")(iter(messages), timeout=rpc.timeout):
+            responses.append(reply)
+        code, details = grpc.StatusCode.OK, ""
+    except grpc.RpcError as exc:
+        code, details = exc.code(), exc.details() or ""
+    outcome = Outcome(code.name, _grpc_status_problem(code, details, expect))
+    if outcome.problem is None and answered >= 0 and len(responses) != answered:
+        outcome.problem = (
+            f"{len(responses)} responses for {answered} valid leading requests, then {code.name}"
+        )
+    return outcome
