@@ -23,12 +23,39 @@ class RawCase:
     complete: bool
     """False when the request cannot end (Content-Length beyond the body, an open chunked
     body): the client then closes its side."""
+    framing: str = "length"
+    """How the body's end is told: ``length`` (a true Content-Length), ``less`` (shorter
+    than the body), ``more``, ``bad`` (not a number), ``twice`` (two that differ),
+    ``none``, ``chunked``, ``badchunk``."""
+    well_formed: bool = True
+    """The request line and every header line are HTTP/1.1 syntax (RFC 9112) and nothing
+    but Content-Length or chunked frames the body: the server can tell where the request
+    ends, so a complete one must get an answer (a silent close is allowed only otherwise)."""
+    trailing: bool = False
+    """Bytes follow the request's end (``less``; ``none`` with a body), after its
+    ``Connection: close``. RFC 9112 9.6 wants the request answered and the rest ignored;
+    Hypercorn (h11) often closes without an answer instead (or answers the bytes after):
+    not asserted."""
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(repr(self))
 
     def __repr__(self) -> str:
-        return _cut(squeeze(f"RawCase(complete={self.complete}, data={self.data!r})"))
+        text = f"RawCase(complete={self.complete}, framing={self.framing}, "
+        text += f"well_formed={self.well_formed}, trailing={self.trailing}, data={self.data!r})"
+        return _cut(squeeze(text))
+
+
+# extra header lines that are HTTP/1.1 syntax, and frame nothing (obs-text is allowed in a
+# field value; a long one is an answer too, 431)
+_WELL_FORMED_LINES = {
+    b"X-High: \xff\xfe",
+    b"X-Long: " + b"x" * 20_000,
+    b"Content-Type: application/json",
+    b"Expect: 100-continue",
+    b"Connection: keep-alive",
+}
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 @st.composite
@@ -90,6 +117,12 @@ def raw_cases(draw: st.DrawFn) -> RawCase:
             )
         )
         complete = False
+    well_formed = (
+        _TOKEN.fullmatch(method) is not None
+        and version in ("HTTP/1.1", "HTTP/1.0")
+        # RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 request is faulty framing
+        and not (framing == "chunked" and version == "HTTP/1.0")
+    )
     for _ in range(draw(st.integers(0, 3))):
         lines.append(
             draw(
@@ -99,9 +132,12 @@ def raw_cases(draw: st.DrawFn) -> RawCase:
                 | st.binary(max_size=40)
             )
         )  # fmt: skip
+        well_formed = well_formed and lines[-1] in _WELL_FORMED_LINES
     if complete:
         lines.append(b"Connection: close")
-    return RawCase(b"\r\n".join(lines) + b"\r\n\r\n" + body, complete)
+    trailing = framing == "less" or (framing == "none" and body != b"")
+    data = b"\r\n".join(lines) + b"\r\n\r\n" + body
+    return RawCase(data, complete, framing, well_formed, trailing)
 
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
@@ -164,7 +200,9 @@ def send_raw(port: int, case: RawCase, timeout: float = TIMEOUT) -> Outcome:
         return Outcome("server gone", "the server stopped listening (refused) after this request")
     if first is None:
         if not data:
-            return Outcome("closed")  # the server gave up on it: fine for a broken request
+            if case.complete and case.well_formed and not case.trailing:
+                return Outcome("closed", "closed without an answer to a complete request")
+            return Outcome("closed")  # the server gave up on it: fine for broken framing
         return (
             Outcome("cut", f"the answer was cut: {data[:300]!r}")
             if case.complete
@@ -179,4 +217,8 @@ def send_raw(port: int, case: RawCase, timeout: float = TIMEOUT) -> Outcome:
         return Outcome("501")
     if status >= 500:
         return Outcome(str(status), f"server error {status}: {body[:300]!r}")
+    if case.framing == "twice" and case.well_formed and status != 400:
+        # RFC 9112 6.3: Content-Length values that differ are invalid framing, which a
+        # server MUST answer with 400 (and then close)
+        return Outcome(str(status), f"{status} for two Content-Lengths that differ, not 400")
     return Outcome(str(status))
