@@ -7,7 +7,8 @@ with the repository root on ``sys.path`` (pytest puts it there; the scripts run 
 - servers: ``free_port``, ``served_in_subprocess``, the ``StartServer`` fixture type;
 - modules: ``rawhttp`` (a raw HTTP/1.1 client), ``grpc_stubs`` (grpcio stubs built from
   proto/), ``probe`` (the test models' side channel), ``disconnects`` (how long a model's
-  ``finally`` takes after its client leaves), ``hostile`` (the fuzz strategies and property).
+  ``finally`` takes after its client leaves), ``hostile`` (the fuzz strategies and property),
+  ``v2_oracle`` (what a valid V2 request is, written from the protocol: the fuzz's oracle).
 """
 
 from .paths import DEMO, DOCUMENT, ROOT, TEST_MODELS, TESTS

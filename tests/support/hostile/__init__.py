@@ -8,10 +8,13 @@ The property, for every target:
   the one 5xx a client may cause is 501 / UNIMPLEMENTED, a valid unary request to a
   stream-only model (docs/architecture.md, "Decisions");
 - every REST error the app sends is exactly ``{"error": "<str>"}``;
-- a valid request succeeds (identity echoes its inputs), an invalid one is a 4xx / a client
-  error status. Validity is decided here, without the server, by the steps the server
-  documents (pydantic parsing, the gRPC conversion, ``validate_request`` against the model's
-  declared inputs); requests built valid by construction must pass that oracle too;
+- a valid request succeeds (identity echoes each input: its name, datatype, shape and
+  elements), an invalid one is a 4xx / a client error status, and one the protocol leaves
+  open may be either. Validity is decided without the server, and without its code, by
+  tests/support/v2_oracle.py (rules written from the protocol); requests built valid by
+  construction must pass that oracle too;
+- raw HTTP/1.1: a complete, well-formed request gets an answer (a silent close only for
+  broken framing), two Content-Lengths that differ get 400;
 - the server stays live: the callers check health and the models' readiness afterwards.
 
 Senders block (httpx.Client, grpcio, sockets): they run in a worker thread while the server

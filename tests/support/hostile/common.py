@@ -10,11 +10,9 @@ from typing import Any
 
 from hypothesis import HealthCheck
 
-from streamwise.protocol.validation import INT_RANGES
-from streamwise.types import MetadataTensor
-
 from .. import paths
 from ..grpc_stubs import load_stubs
+from ..v2_oracle import INT_RANGES, Declared
 
 pb2, pb2_grpc = load_stubs()
 
@@ -44,8 +42,8 @@ BAD_DATATYPES = ["", "FOO", "fp32", "Fp32", "BF16", "STRING", "INT128", "FP32 ",
 class ModelInfo:
     name: str
     version: str | None
-    inputs: tuple[MetadataTensor, ...]
-    outputs: tuple[MetadataTensor, ...]
+    inputs: tuple[Declared, ...]
+    outputs: tuple[Declared, ...]
     stream_only: bool
 
 
@@ -58,8 +56,8 @@ def _demo_models() -> dict[str, ModelInfo]:
         out[name] = ModelInfo(
             name=name,
             version=versions.get(name),
-            inputs=tuple(MetadataTensor.model_validate(m) for m in doc.get("inputs", ())),
-            outputs=tuple(MetadataTensor.model_validate(m) for m in doc.get("outputs", ())),
+            inputs=tuple(Declared.from_json(m) for m in doc.get("inputs", ())),
+            outputs=tuple(Declared.from_json(m) for m in doc.get("outputs", ())),
             stream_only=name != "identity",
         )
     return out
@@ -92,7 +90,8 @@ OK = "ok"  # must succeed
 CLIENT_ERROR = "client error"  # must be a 4xx / client error status
 UNIMPLEMENTED = "unimplemented"  # valid, unary, to a stream-only model: 501 / UNIMPLEMENTED
 STARTS = "starts"  # valid stream to a model we do not wait for: must start (200)
-ANY = "any"  # garbage: anything but a server error
+ANY = "any"  # garbage, or what the protocol leaves open: anything but a server error
+CLIENT_ERROR_OR_UNIMPLEMENTED = "client error or unimplemented"  # left open, unary, stream-only
 
 
 def _cut(text: str, limit: int = 1500) -> str:

@@ -12,16 +12,22 @@ from typing import Any
 import grpc
 from hypothesis import strategies as st
 
-from streamwise._proto import inference as bp
-from streamwise.errors import InvalidRequest
-from streamwise.grpc.convert import CONTENTS_FIELD, request_from_proto
-from streamwise.protocol.validation import INT_RANGES, validate_request
-
+from ..v2_oracle import (
+    CONTENTS_FIELD,
+    EITHER,
+    INT_RANGES,
+    INVALID,
+    VALID,
+    grpc_elements,
+    grpc_verdict,
+    same_elements,
+)
 from .common import (
     ANY,
     BAD_DATATYPES,
     BODY_LIMIT,
     CLIENT_ERROR,
+    CLIENT_ERROR_OR_UNIMPLEMENTED,
     DATATYPES,
     MODELS,
     OK,
@@ -236,15 +242,17 @@ def grpc_expectation(case: GrpcCase) -> str:
         return CLIENT_ERROR
     if len(data) > BODY_LIMIT // 2:
         return ANY  # valid or not, its echo may be over the limit: RESOURCE_EXHAUSTED
-    try:
-        request, _ = request_from_proto(bp.ModelInferRequest.parse(data))
-        validate_request(request, case.model.inputs, case.model.outputs)
-    except InvalidRequest:
-        if case.built_valid:
-            raise AssertionError(f"the oracle refuses a request built valid: {case!r}") from None
+    verdict = grpc_verdict(
+        pb2.ModelInferRequest.FromString(data), case.model.inputs, case.model.outputs
+    )
+    if case.built_valid and verdict.kind != VALID:
+        raise AssertionError(
+            f"the oracle refuses a request built valid ({verdict.reason}): {case!r}"
+        )
+    if verdict.kind == INVALID:
         return CLIENT_ERROR
-    except Exception:  # a conversion bug: the server must not answer INTERNAL all the same
-        return CLIENT_ERROR
+    if verdict.kind == EITHER:
+        return CLIENT_ERROR_OR_UNIMPLEMENTED if case.model.stream_only else ANY
     return UNIMPLEMENTED if case.model.stream_only else OK
 
 
@@ -262,7 +270,11 @@ def _grpc_status_problem(code: grpc.StatusCode, details: str, expect: str) -> st
         return f"expected success, got {code.name}: {details!r:.300}"
     if expect == UNIMPLEMENTED and code != grpc.StatusCode.UNIMPLEMENTED:
         return f"expected UNIMPLEMENTED, got {code.name}: {details!r:.300}"
-    if code == grpc.StatusCode.UNIMPLEMENTED and expect not in (UNIMPLEMENTED, ANY):
+    if code == grpc.StatusCode.UNIMPLEMENTED and expect not in (
+        UNIMPLEMENTED,
+        CLIENT_ERROR_OR_UNIMPLEMENTED,
+        ANY,
+    ):
         return f"UNIMPLEMENTED for a {expect} request: {details!r:.300}"
     return None
 
@@ -289,13 +301,33 @@ def send_grpc_infer(rpc: Grpc, case: GrpcCase) -> Outcome:
         code, details = exc.code(), exc.details() or ""
         return Outcome(code.name, _grpc_status_problem(code, details, expect))
     outcome = Outcome("OK", _grpc_status_problem(grpc.StatusCode.OK, "", expect))
-    if outcome.problem is None:
-        response = pb2.ModelInferResponse.FromString(reply)
-        sent = [t.name for t in case.message.inputs]
-        got = [o.name for o in response.outputs]
-        if response.model_name != "identity" or got != sent[: len(got)] or (sent and not got):
-            outcome.problem = f"identity answered outputs {got} for inputs {sent}"
+    if outcome.problem is None and expect == OK:
+        outcome.problem = _echo_problem(case.message, pb2.ModelInferResponse.FromString(reply))
     return outcome
+
+
+def _echo_problem(request: Any, response: Any) -> str | None:
+    """identity's answer to a valid request: an output per input (per requested output,
+    when some are), each with the input's datatype, shape and elements."""
+    raws = list(request.raw_input_contents)
+    inputs = {t.name: (t, raws[i] if raws else None) for i, t in enumerate(request.inputs)}
+    requested = {o.name for o in request.outputs}
+    want = sorted(name for name in inputs if not requested or name in requested)
+    names = sorted(o.name for o in response.outputs)
+    if response.model_name != "identity" or names != want:
+        return f"{response.model_name!r} answered outputs {names} for {want}"
+    out_raws = list(response.raw_output_contents)
+    for j, out in enumerate(response.outputs):
+        tensor, raw = inputs[out.name]
+        if (out.datatype, list(out.shape)) != (tensor.datatype, list(tensor.shape)):
+            return (
+                f"output {out.name!r}: {out.datatype} {list(out.shape)}, "
+                f"sent {tensor.datatype} {list(tensor.shape)}"
+            )
+        got = grpc_elements(out, out_raws[j] if j < len(out_raws) else None)
+        if got is None or not same_elements(got, grpc_elements(tensor, raw) or []):
+            return f"output {out.name!r}: elements {got!r:.200} differ from those sent"
+    return None
 
 
 @st.composite
