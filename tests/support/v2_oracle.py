@@ -29,7 +29,9 @@ documented depth limit (beyond it, ~250 levels, is INVALID); integers written as
 an optional field (pydantic's lax reading, as MLServer's); parameter values that are not
 a string, number or boolean, a ``content_type`` that is not a string, any ``headers``
 (MLServer's object where the protocol has scalars); a gRPC parameter with no value; BOOL
-bytes other than 0 and 1. EITHER allows any answer but a server error.
+bytes other than 0 and 1; gRPC values in a contents field not of the datatype beside the
+right ones in its own (the server reads its own field only) or an empty ``contents``
+beside raw buffers. EITHER allows any answer but a server error.
 """
 
 from __future__ import annotations
@@ -406,6 +408,8 @@ def grpc_verdict(
         if raws:
             if filled:
                 v.invalid.append(f"{where}: contents beside raw_input_contents")
+            elif tensor.HasField("contents"):
+                v.either.append(f"{where}: empty contents beside raw_input_contents")
             if i >= len(raws):
                 continue
             elements = raw_elements(tensor.datatype, raws[i])
@@ -415,12 +419,11 @@ def grpc_verdict(
                 v.either.append(f"{where}: BOOL bytes other than 0 and 1")
             continue
         want = CONTENTS_FIELD.get(tensor.datatype)
-        if any(name != want for name in filled):
-            v.invalid.append(f"{where}: contents in a field not of {tensor.datatype}")
-            continue
         values = list(getattr(tensor.contents, want)) if want else []
         if len(values) != count:
             v.invalid.append(f"{where}: {len(values)} values for {count}")
+        elif any(name != want for name in filled):
+            v.either.append(f"{where}: values in a field not of {tensor.datatype} as well")
         elif tensor.datatype in INT_RANGES and not all(
             element_fits(tensor.datatype, x) for x in values
         ):

@@ -178,6 +178,71 @@ class GrpcCase:
         return _cut(squeeze(f"GrpcCase(bytes={self.message.SerializeToString()!r})"))
 
 
+NEAR_MISSES = [
+    "one more",
+    "one fewer",
+    "negative dimension",
+    "other field",
+    "other datatype",
+    "same name twice",
+    "raw buffer fewer",
+    "raw and contents",
+]
+
+
+def _near_miss(draw: st.DrawFn, message: Any) -> None:
+    """Change one thing in a valid ``message``: mostly a client error, sometimes still
+    valid (another datatype the contents fit)."""
+    if not message.inputs:
+        message.inputs.add(name="x", datatype="INT32", shape=[-1])
+        return
+    at = draw(st.integers(0, len(message.inputs) - 1))
+    tensor = message.inputs[at]
+    raws = message.raw_input_contents
+    how = draw(st.sampled_from(NEAR_MISSES))
+    field_name = CONTENTS_FIELD.get(tensor.datatype)
+    if how in ("one more", "one fewer") and raws:
+        size = 4 if tensor.datatype == "BYTES" else RAW_SIZE[tensor.datatype]
+        extra = b"\x00" * size
+        raws[at] = raws[at] + extra if how == "one more" else raws[at][: -size or None] or extra
+    elif how == "one more" and field_name:
+        values = getattr(tensor.contents, field_name)
+        values.append(values[0] if values else TYPED_DEFAULT[field_name])
+    elif how == "one fewer" and field_name and getattr(tensor.contents, field_name):
+        del getattr(tensor.contents, field_name)[-1]
+    elif how == "negative dimension":
+        tensor.shape.append(-1)
+    elif how == "other field" and field_name and not raws:
+        values = list(getattr(tensor.contents, field_name))
+        tensor.ClearField("contents")
+        other = draw(st.sampled_from([f for f in TYPED_FIELDS if f != field_name]))
+        getattr(tensor.contents, other).extend([TYPED_DEFAULT[other]] * max(len(values), 1))
+    elif how == "other datatype":
+        tensor.datatype = draw(st.sampled_from([d for d in DATATYPES if d != tensor.datatype]))
+    elif how == "same name twice":
+        message.inputs.append(tensor)
+        if raws:
+            raws.append(raws[at])
+    elif how == "raw buffer fewer" and raws:
+        del raws[-1]
+    elif how == "raw and contents" and raws:
+        tensor.contents.bool_contents.append(True)
+    else:
+        tensor.shape.append(2)  # twice the elements it holds (or none of none)
+
+
+TYPED_DEFAULT = {
+    "bool_contents": True,
+    "int_contents": 1,
+    "int64_contents": 1,
+    "uint_contents": 1,
+    "uint64_contents": 1,
+    "fp32_contents": 1.0,
+    "fp64_contents": 1.0,
+    "bytes_contents": b"x",
+}
+
+
 @st.composite
 def grpc_cases(draw: st.DrawFn, model_name: str | None = None) -> GrpcCase:
     """A ModelInferRequest; for ``model_name`` when given (the later messages of a stream)."""
@@ -192,9 +257,11 @@ def grpc_cases(draw: st.DrawFn, model_name: str | None = None) -> GrpcCase:
         version = draw(st.sampled_from([model.version or "", "2"] if model else ["1"]) | NAMES)
         if model is not None and version and version != model.version:
             model = None
-    built_valid = model is not None and draw(st.integers(0, 3)) == 0
+    kind = draw(st.integers(0, 3)) if model is not None else 3
+    built_valid = kind == 0
+    near = kind == 1  # built valid, then one thing changed (_near_miss)
     raw_mode = draw(st.booleans())
-    if built_valid:
+    if built_valid or near:
         assert model is not None
         names = (
             [m.name for m in model.inputs if m.name != "delay_s"]
@@ -207,15 +274,17 @@ def grpc_cases(draw: st.DrawFn, model_name: str | None = None) -> GrpcCase:
         tensors = draw(st.lists(grpc_tensor(model, raw_mode), max_size=3))
     message = pb2.ModelInferRequest(model_name=model_name, model_version=version)
     for tensor, _ in tensors:
-        if raw_mode and built_valid:
+        if raw_mode and (built_valid or near):
             tensor.ClearField("contents")
         message.inputs.append(tensor)
     if raw_mode:
         raws = [raw for _, raw in tensors]
-        if not built_valid and draw(st.integers(0, 5)) == 0:
+        if not (built_valid or near) and draw(st.integers(0, 5)) == 0:
             raws = raws[:-1] if raws and draw(st.booleans()) else [*raws, b""]
         message.raw_input_contents.extend(raws)
-    if not built_valid:
+    if near:
+        _near_miss(draw, message)
+    elif not built_valid:
         for key, value in draw(GRPC_PARAMETERS).items():
             message.parameters[key].CopyFrom(value)
         for name in draw(st.lists(NAMES, max_size=2)):
