@@ -1,12 +1,6 @@
 from __future__ import annotations
 
 import pathlib
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -15,20 +9,12 @@ import trio
 from hypothesis import settings as hypothesis_settings
 
 from streamwise import ServerInfo, load_settings, serve
+from tests.support import DEMO, TEST_MODELS, StartServer
 
 # No per-example deadline: these machines are noisy, and a timing is not what these
 # properties check.
 hypothesis_settings.register_profile("streamwise", deadline=None)
 hypothesis_settings.load_profile("streamwise")
-
-TESTS = pathlib.Path(__file__).parent
-sys.path.insert(0, str(TESTS))  # test models import `probe`
-
-DEMO = TESTS.parent / "src" / "streamwise" / "demo"
-TEST_MODELS = TESTS / "models"
-DOCUMENT = TESTS / "document"
-
-StartServer = Callable[..., Awaitable[ServerInfo]]
 
 
 @pytest.fixture
@@ -61,46 +47,3 @@ async def models(start_server: StartServer) -> ServerInfo:
 async def client() -> Any:
     async with httpx.AsyncClient(timeout=30) as c:
         yield c
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def served_in_subprocess(repository: pathlib.Path | None) -> Iterator[tuple[int, int]]:
-    """``python -m src serve [REPOSITORY]`` on free ports, ready; (http_port, grpc_port).
-    Stopped with SIGTERM at the end, and it must exit 0."""
-    http_port, grpc_port = free_port(), free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "src",
-        "serve",
-        "--http-port",
-        str(http_port),
-        "--grpc-port",
-        str(grpc_port),
-    ] + ([str(repository)] if repository else [])
-    proc = subprocess.Popen(
-        argv, cwd=TESTS.parent, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, "server exited early"
-            assert time.monotonic() < deadline, "server did not become ready"
-            try:
-                r = httpx.get(f"http://127.0.0.1:{http_port}/v2/health/ready")
-                if r.status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        yield http_port, grpc_port
-    finally:
-        proc.terminate()
-        _, stderr = proc.communicate(timeout=15)
-        assert proc.returncode == 0, stderr.decode()

@@ -4,40 +4,17 @@ server stops with its nursery, leaving no task behind (must show 4)."""
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import httpx
-import probe
 import pytest
-import rawhttp
 import trio
-from conftest import DEMO, TEST_MODELS
 
 from streamwise import ServerInfo, load_settings, serve
+from tests.support import DEMO, TEST_MODELS, probe, rawhttp
+from tests.support.disconnects import disconnect_after_two_events
 
 PROMPT = {"inputs": [{"name": "p", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}
-
-
-async def disconnect_after_two_events(info: ServerInfo, model: str) -> tuple[float, bool]:
-    """Read two events, close the socket; how long until the model's finally ran, and
-    whether the model was cancelled (it would otherwise sleep a minute first)."""
-    rid = str(uuid.uuid4())
-    r = await rawhttp.request(
-        info.http_port, "POST", f"/v2/models/{model}/generate_stream", PROMPT | {"id": rid}
-    )
-    assert r.status == 200
-    seen = 0
-    while seen < 2:
-        chunk = await r.read_chunk()
-        assert chunk is not None
-        seen += chunk.count(b"data: ")
-    closed_at = time.monotonic()
-    await r.stream.aclose()
-    with trio.fail_after(10):  # the model's next step is 60 s away
-        while rid not in probe.finally_at:  # noqa: ASYNC110 - the model writes a dict, no Event
-            await trio.sleep(0.001)
-    return probe.finally_at[rid] - closed_at, probe.cancelled[rid]
 
 
 @pytest.mark.parametrize("model", ["slow-stream", "slow-stream-aio"])
@@ -49,7 +26,7 @@ async def test_disconnect_cancels_the_model_and_its_finally_runs(
         delay, cancelled = await disconnect_after_two_events(models, model)
         assert cancelled
         delays.append(delay)
-    # Figures (median, max) are printed by tests/bench_disconnect.py; here only the
+    # Figures (median, max) are printed by scripts/bench_disconnect.py; here only the
     # behaviour: every one of the 20 models was cancelled long before its next step.
     assert max(delays) < 5.0, delays
     async with httpx.AsyncClient() as client:  # and the server serves on

@@ -32,11 +32,11 @@ import httpx
 import kubernetes_validate
 import pytest
 import yaml
-from conftest import StartServer, free_port
-from grpc_stubs import in_thread, load_stubs
 
 from streamwise.server import END_TIMEOUT_S
 from streamwise.settings import Settings
+from tests.support import StartServer, free_port
+from tests.support.grpc_stubs import in_thread, load_stubs
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

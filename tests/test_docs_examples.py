@@ -20,11 +20,10 @@ import tomllib
 
 import pytest
 import trio
-from conftest import DOCUMENT, StartServer, served_in_subprocess
 
 from streamwise import __version__
+from tests.support import DOCUMENT, ROOT, StartServer, served_in_subprocess
 
-ROOT = pathlib.Path(__file__).parent.parent
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", flags=re.S | re.M)
 EXAMPLE_LANGUAGES = {"bash", "sh", "python", "json"}
 PAGES = {page.name: page.read_text() for page in sorted((ROOT / "docs").glob("*.md"))}

@@ -15,11 +15,13 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
-from conftest import DOCUMENT, served_in_subprocess
-from test_grpc import from_pb2, pb2_grpc, to_pb2
 
 from streamwise import types
 from streamwise.codecs import StringCodec
+from tests.support import DOCUMENT, served_in_subprocess
+from tests.support.grpc_stubs import from_pb2, load_stubs, to_pb2
+
+_, pb2_grpc = load_stubs()
 
 REPO = DOCUMENT.parent.parent
 WORDS = ["What", " is", " the", " capital", " of", " France?"]

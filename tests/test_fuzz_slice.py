@@ -4,7 +4,7 @@ ModelInferRequests and garbage gRPC messages, against an in-process server of th
 models. Every answer must be a client error (or a success, for a valid request), never a
 server error; afterwards the server must still be live with every model ready.
 
-The strategies and the property live in tests/hostile.py; tests/soak_fuzz.py runs the
+The strategies and the property live in tests/support/hostile/; scripts/soak_fuzz.py runs the
 same targets at 10,000+ cases and watches memory."""
 
 from __future__ import annotations
@@ -16,16 +16,14 @@ import sys
 from typing import Any
 
 import grpc
-import hostile
 import pytest
-import rawhttp
 import trio
 import trio.testing
-from conftest import DEMO, StartServer
-from grpc_stubs import code_of, in_thread
 from hypothesis import given, settings
 
 from streamwise import ServerInfo
+from tests.support import DEMO, StartServer, hostile, rawhttp
+from tests.support.grpc_stubs import code_of, in_thread
 
 EXAMPLES = 150
 

@@ -11,30 +11,20 @@ from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import grpc
-import probe
 import pytest
 import trio
-from conftest import StartServer, served_in_subprocess
-from grpc_stubs import code_of, in_thread, load_stubs
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from streamwise import ServerInfo
-from streamwise._proto import inference as bp
-from streamwise.grpc.convert import request_to_proto, response_from_proto
 from streamwise.protocol.validation import INT_RANGES
-from streamwise.types import InferenceRequest, InferenceResponse
+from streamwise.types import InferenceRequest
+from tests.support import StartServer, probe, served_in_subprocess
+from tests.support.disconnects import grpc_cancel_after_two
+from tests.support.grpc_stubs import code_of, from_pb2, in_thread, load_stubs, to_pb2
 
 pb2, pb2_grpc = load_stubs()
 T = TypeVar("T")
-
-
-def to_pb2(request: InferenceRequest, model: str, raw: bool = False) -> Any:
-    return pb2.ModelInferRequest.FromString(bytes(request_to_proto(request, model, raw=raw)))
-
-
-def from_pb2(msg: Any) -> InferenceResponse:
-    return response_from_proto(bp.ModelInferResponse.parse(msg.SerializeToString()))
 
 
 def prompt(text: str = "x", **extra: Any) -> InferenceRequest:
@@ -150,31 +140,11 @@ async def test_bidi_answers_arrive_before_the_next_request_is_sent(models: Serve
     ]
 
 
-async def grpc_cancel_after_two(info: ServerInfo, model: str) -> tuple[float, bool]:
-    """Cancel a ModelStreamInfer after two messages; time until the model's finally ran."""
-    rid = str(uuid.uuid4())
-
-    def run(stub: Any) -> float:
-        call = stub.ModelStreamInfer(iter([to_pb2(prompt(id=rid), model)]))
-        for i, _ in enumerate(call):
-            if i == 1:
-                break
-        cancelled_at = time.monotonic()
-        call.cancel()
-        return cancelled_at
-
-    cancelled_at = await in_thread(info, run)
-    with trio.fail_after(10):  # the model's next step is 60 s away
-        while rid not in probe.finally_at:  # noqa: ASYNC110 - the model writes a dict
-            await trio.sleep(0.001)
-    return probe.finally_at[rid] - cancelled_at, probe.cancelled[rid]
-
-
 @pytest.mark.parametrize("model", ["slow-stream", "slow-stream-aio"])
 async def test_client_cancel_cancels_the_model(models: ServerInfo, model: str) -> None:
     for _ in range(20):
         delay, cancelled = await grpc_cancel_after_two(models, model)
-        assert cancelled and delay < 5.0  # figures: tests/bench_disconnect.py
+        assert cancelled and delay < 5.0  # figures: scripts/bench_disconnect.py
 
 
 @pytest.mark.parametrize("model", ["slow-stream", "slow-stream-aio"])

@@ -322,7 +322,7 @@ def responses(draw: st.DrawFn) -> InferenceResponse:
 def test_the_fast_encoder_writes_what_response_to_proto_means(
     response: InferenceResponse, raw: bool
 ) -> None:
-    from grpc_stubs import load_stubs
+    from tests.support.grpc_stubs import load_stubs
 
     fast = encode_response(response, raw)
     reference = response_to_proto(response, raw)

@@ -19,16 +19,15 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
-import probe
 import trio
-from conftest import TEST_MODELS, StartServer
-from grpc_stubs import in_thread, load_stubs
 from h2.errors import ErrorCodes
 
 from streamwise.grpc import http2
 from streamwise.grpc.convert import request_to_proto
 from streamwise.grpc.http2 import RESET_BURST
 from streamwise.types import InferenceRequest
+from tests.support import TEST_MODELS, StartServer, probe
+from tests.support.grpc_stubs import in_thread, load_stubs
 
 pb2, pb2_grpc = load_stubs()
 MODEL = "slow-stream-aio"  # two tokens at once, then one a minute

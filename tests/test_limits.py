@@ -13,13 +13,12 @@ from typing import Any
 
 import grpc
 import httpx
-import probe
 import pytest
 import trio
-from conftest import TEST_MODELS, StartServer
-from grpc_stubs import code_of, in_thread, load_stubs
 
 from streamwise import ServerInfo
+from tests.support import TEST_MODELS, StartServer, probe
+from tests.support.grpc_stubs import code_of, in_thread, load_stubs
 
 pb2, _ = load_stubs()
 

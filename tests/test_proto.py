@@ -4,7 +4,7 @@ streamwise serves gRPC with betterproto2 messages (src/streamwise/_proto/).
 Clients in the wild use stock protobuf + grpcio stubs of the same protocol
 (MLServer, KServe, Triton clients), so here the betterproto2 classes are
 checked against protobuf classes compiled from the very same
-proto/dataplane.proto (tests/grpc_stubs.py): same schema, and bytes written by
+proto/dataplane.proto (tests/support/grpc_stubs.py): same schema, and bytes written by
 either side parse into equal values on the other.
 """
 
@@ -20,10 +20,10 @@ from typing import Any
 
 import betterproto2
 import pytest
-from grpc_stubs import load_stubs
 
 from streamwise._proto import inference as bp
 from streamwise._proto.inference import model_repository as bp_repo
+from tests.support.grpc_stubs import load_stubs
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

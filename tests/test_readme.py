@@ -16,7 +16,8 @@ import time
 
 import httpx
 import pytest
-from conftest import free_port
+
+from tests.support import free_port
 
 ROOT = pathlib.Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text()

@@ -8,10 +8,10 @@ import sys
 import httpx
 import pytest
 import trio
-from conftest import DEMO, StartServer, free_port
 
 from streamwise import ServerInfo
 from streamwise.server import ACCEPTING_SOCKETS
+from tests.support import DEMO, StartServer, free_port
 
 IDENTITY_BODY = {
     "id": "abc",

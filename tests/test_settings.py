@@ -6,11 +6,11 @@ import json
 import pathlib
 
 import pytest
-from conftest import DOCUMENT
 
 from streamwise.errors import ConfigError
 from streamwise.runtime.loading import import_implementation
 from streamwise.settings import find_model_settings, load_settings
+from tests.support import DOCUMENT
 
 
 def write(folder: pathlib.Path, name: str, content: object) -> pathlib.Path:

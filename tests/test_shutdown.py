@@ -25,11 +25,11 @@ import grpc
 import httpx
 import pytest
 import trio
-from conftest import free_port
-from grpc_stubs import load_stubs
 
 from streamwise import ServerInfo, load_settings, serve
 from streamwise.server import GC_YOUNG_THRESHOLD
+from tests.support import free_port
+from tests.support.grpc_stubs import load_stubs
 
 ROOT = pathlib.Path(__file__).parent.parent
 MODELS = ROOT / "conformance" / "models" / "streamwise"  # token-streamer: n tokens, paced

@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import httpx
-import rawhttp
 import trio
 from httpx_sse import aconnect_sse
 
 from streamwise import ServerInfo
+from tests.support import rawhttp
 
 PROMPT = {
     "inputs": [

@@ -20,11 +20,11 @@ from contextlib import contextmanager
 import httpx
 import pytest
 import trio
-from conftest import free_port
-from grpc_stubs import load_stubs
 from httpx_sse import aconnect_sse, connect_sse
 
-ROOT = pathlib.Path(__file__).parent.parent
+from tests.support import ROOT, free_port
+from tests.support.grpc_stubs import load_stubs
+
 CONFORMANCE_MODELS = ROOT / "conformance" / "models" / "streamwise"
 
 WHOAMI = '''

@@ -1,11 +1,11 @@
 """trio-native: 64 KiB responses, as fast as it may, forever; counts what it yielded
 (``probe.progress``) and records when it was stopped. For slow-reader checks."""
 
-import probe
 import trio
 
 from streamwise import MLModel
 from streamwise.types import InferenceResponse, ResponseOutput
+from tests.support import probe
 
 CHUNK = "x" * 65536
 

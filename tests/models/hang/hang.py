@@ -1,12 +1,12 @@
 """trio-native: unary inference that never answers (an hour), recording in ``probe`` when
 it is stopped; ``predict_stream`` gives one token, then hangs likewise."""
 
-import probe
 import trio
 
 from streamwise import MLModel
 from streamwise.codecs import StringCodec
 from streamwise.types import InferenceResponse
+from tests.support import probe
 
 
 class Hang(MLModel):

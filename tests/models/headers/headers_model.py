@@ -1,10 +1,9 @@
 """Unary: what the model saw of the request's headers (gRPC metadata), recorded in
 ``probe`` and answered as a response header of its own making, ``x-seen``."""
 
-import probe
-
 from streamwise import MLModel
 from streamwise.types import InferenceResponse, Parameters, ResponseOutput
+from tests.support import probe
 
 
 class Headers(MLModel):

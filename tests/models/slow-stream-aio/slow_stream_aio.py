@@ -2,11 +2,10 @@
 
 import asyncio
 
-import probe
-
 from streamwise import MLModel
 from streamwise.codecs import StringCodec
 from streamwise.types import InferenceResponse
+from tests.support import probe
 
 
 class SlowStreamAio(MLModel):

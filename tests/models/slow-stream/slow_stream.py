@@ -1,11 +1,11 @@
 """trio-native: two tokens at once, then one a minute. Records its finally in ``probe``."""
 
-import probe
 import trio
 
 from streamwise import MLModel
 from streamwise.codecs import StringCodec
 from streamwise.types import InferenceResponse
+from tests.support import probe
 
 
 class SlowStream(MLModel):

@@ -1,13 +1,13 @@
 """trio-native: ``tokens`` tokens ("t0", "t1", ...), the first after ``first_delay`` seconds,
 each next one ``delay`` seconds after the previous one; all three are request parameters
-(defaults 6, 0.5 and ``delay``). Records its finally in ``probe`` (tests/soak.py)."""
+(defaults 6, 0.5 and ``delay``). Records its finally in ``probe`` (scripts/soak.py)."""
 
-import probe
 import trio
 
 from streamwise import MLModel
 from streamwise.codecs import StringCodec
 from streamwise.types import InferenceResponse
+from tests.support import probe
 
 
 class SoakStream(MLModel):

@@ -1,21 +1,21 @@
-"""Soak the server with hostile input: ``python tests/soak_fuzz.py [--cases N] [--seed S]``.
+"""Soak the server with hostile input: ``python -m scripts.soak_fuzz [--cases N] [--seed S]``.
 
-The targets, strategies and property of tests/test_fuzz_slice.py (tests/hostile.py), at 10,000+
-cases by default, against an in-process server of the demo models (both transports in one
-trio run, the cases sent from a worker thread). Prints the cases run per target, the
-answers by status, every answer that breaks the property with the input that caused it,
-the process's RSS (VmRSS: the server and this driver) at the start, every 1,000 cases and
-at the end, and the elapsed time. A server that dies is reported with the cases just
-before, and started again so the soak goes on. Exits 1 when anything broke the property.
+The targets, strategies and property of tests/test_fuzz_slice.py (tests/support/hostile/),
+at 10,000+ cases by default, against an in-process server of the demo models (both
+transports in one trio run, the cases sent from a worker thread). Prints the cases run per
+target, the answers by status, every answer that breaks the property with the input that
+caused it, the process's RSS (VmRSS: the server and this driver) at the start, every 1,000
+cases and at the end, and the elapsed time. A server that dies is reported with the cases
+just before, and started again so the soak goes on. Exits 1 when anything broke the
+property.
 
-Not collected by pytest (the name does not start with ``test_``).
+Run from the repository root (it uses tests/support).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import pathlib
 import re
 import sys
 import time
@@ -23,13 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
+from hypothesis import Phase, given, seed, settings
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # hostile, grpc_stubs
-
-import hostile  # noqa: E402
-from hypothesis import Phase, given, seed, settings  # noqa: E402
-
-from streamwise import ServerInfo, load_settings, serve  # noqa: E402
+from streamwise import ServerInfo, load_settings, serve
+from tests.support import hostile
 
 DEFAULT_CASES = 10_000
 REPORT_EVERY = 1_000

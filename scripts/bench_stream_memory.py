@@ -1,6 +1,6 @@
 """Prints where the memory of an open stream goes: tracemalloc and GC objects per stream.
 
-    python tests/bench_stream_memory.py [rest|grpc] [STREAMS]
+    python -m scripts.bench_stream_memory [rest|grpc] [STREAMS]     # from the repository root
 
 Serves ``tests/models`` in this process, opens STREAMS (default 300) streams of the
 asyncio (MLServer-style) model ``slow-stream-aio`` from a client process (SSE over one
@@ -22,22 +22,17 @@ from typing import Any
 
 import trio
 
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-
-import probe  # noqa: E402
-from conftest import TEST_MODELS  # noqa: E402
-
-from streamwise import load_settings, serve  # noqa: E402
+from streamwise import load_settings, serve
+from tests.support import ROOT, TEST_MODELS, probe
 
 MODEL = "slow-stream-aio"
 CLIENT = r"""
 import json, socket, sys
-sys.path.insert(0, sys.argv[4])
 kind, n, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 if kind == "rest":
     body = json.dumps({"inputs": [{"name": "p", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}).encode()
     request = (b"POST /v2/models/%s/generate_stream HTTP/1.1\r\nHost: x\r\n"
-               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (sys.argv[5].encode(), len(body)) + body)
+               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (sys.argv[4].encode(), len(body)) + body)
     held = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
     for s in held:
         s.sendall(request)
@@ -50,10 +45,10 @@ if kind == "rest":
             got += data
 else:
     import grpc
-    from grpc_stubs import load_stubs
+    from tests.support.grpc_stubs import load_stubs  # the working directory is the root
     pb2, pb2_grpc = load_stubs()
     stub = pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
-    request = pb2.ModelInferRequest(model_name=sys.argv[5], inputs=[pb2.ModelInferRequest.InferInputTensor(
+    request = pb2.ModelInferRequest(model_name=sys.argv[4], inputs=[pb2.ModelInferRequest.InferInputTensor(
         name="p", datatype="BYTES", shape=[1], contents=pb2.InferTensorContents(bytes_contents=[b"x"]))])
     held = [stub.ModelStreamInfer(iter([request])) for _ in range(n)]
     for call in held:
@@ -86,10 +81,9 @@ async def main(kind: str, streams: int) -> None:
         tracemalloc.start(1)
         types_before = collections.Counter(type(o).__name__ for o in gc.get_objects())
         before = tracemalloc.take_snapshot()
-        tests = __file__.rsplit("/", 1)[0]
-        argv = [sys.executable, "-c", CLIENT, kind, str(streams), str(port), tests, MODEL]
+        argv = [sys.executable, "-c", CLIENT, kind, str(streams), str(port), MODEL]
         client = await trio.lowlevel.open_process(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            argv, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE
         )
         assert client.stdout is not None and client.stdin is not None
         with trio.fail_after(120):

@@ -1,8 +1,10 @@
 """A side channel from test models (running inside an in-process server) to the tests.
 
-Models import this module by name (``conftest.py`` puts ``tests/`` on ``sys.path``) and
-record, per request id, when their generator's ``finally`` ran and whether the generator
-was cancelled (rather than ending by itself).
+Models import it as ``from tests.support import probe``, the very module the tests read
+(the repository root is on ``sys.path``: pytest puts it there, and ``python -m`` from the
+root does for the scripts and subprocess servers), and record, per request id, when their
+generator's ``finally`` ran and whether the generator was cancelled (rather than ending by
+itself).
 """
 
 import time

@@ -3,7 +3,7 @@
 Tests use these as an independent reference implementation of the wire format
 and as a stock grpcio client for the server::
 
-    from grpc_stubs import load_stubs
+    from tests.support.grpc_stubs import load_stubs
     dataplane_pb2, dataplane_pb2_grpc = load_stubs()
     stub = dataplane_pb2_grpc.GRPCInferenceServiceStub(channel)
 
@@ -35,10 +35,14 @@ import pytest
 import trio
 
 from streamwise import ServerInfo
+from streamwise._proto import inference as bp
+from streamwise.grpc.convert import request_to_proto, response_from_proto
+from streamwise.types import InferenceRequest, InferenceResponse
+
+from .paths import ROOT
 
 T = TypeVar("T")
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 PACKAGE = "_streamwise_grpc_stubs"
 
@@ -113,3 +117,15 @@ def code_of(fn: Callable[[], Any]) -> tuple[grpc.StatusCode, str]:
     with pytest.raises(grpc.RpcError) as info:
         fn()
     return info.value.code(), info.value.details()
+
+
+def to_pb2(request: InferenceRequest, model: str, raw: bool = False) -> Any:
+    """``request`` for ``model`` as a stock ModelInferRequest (written by streamwise's
+    encoder, parsed by protobuf's)."""
+    pb2, _ = load_stubs()
+    return pb2.ModelInferRequest.FromString(bytes(request_to_proto(request, model, raw=raw)))
+
+
+def from_pb2(msg: Any) -> InferenceResponse:
+    """A stock ModelInferResponse as streamwise's InferenceResponse."""
+    return response_from_proto(bp.ModelInferResponse.parse(msg.SerializeToString()))

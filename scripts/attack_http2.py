@@ -1,6 +1,6 @@
 """HTTP/2 abuse against the gRPC port, loopback only and bounded, with what the server did.
 
-    python tests/attack_http2.py [--resets N] [--idle N] [--idle-s S] [--max-connections N]
+    python -m scripts.attack_http2 [--resets N] [--idle N] [--idle-s S] [--max-connections N]
 
 Starts ``python -m src serve`` (the demo models) on free ports with the idle timeout and
 the connection cap given, then, one after the other:
@@ -36,12 +36,9 @@ import h2.connection
 import h2.events
 from h2.errors import ErrorCodes
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tests.support import ROOT, free_port
+from tests.support.grpc_stubs import load_stubs
 
-from conftest import free_port  # noqa: E402
-from grpc_stubs import load_stubs  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HEADERS = [
     (":method", "POST"), (":scheme", "http"), (":path", "/inference.GRPCInferenceService/ModelInfer"),
     (":authority", "127.0.0.1"), ("content-type", "application/grpc"), ("te", "trailers"),

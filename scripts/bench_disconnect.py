@@ -1,6 +1,6 @@
 """Prints how long a model's ``finally`` takes to run after its client goes away.
 
-    python tests/bench_disconnect.py [TRIES]
+    python -m scripts.bench_disconnect [TRIES]     # from the repository root
 
 Median and max over TRIES (default 20): an SSE client that disconnects, and a grpcio
 client that cancels ModelStreamInfer, after two events; for a trio-native model and for
@@ -14,13 +14,9 @@ import sys
 
 import trio
 
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-
-from conftest import TEST_MODELS  # noqa: E402
-from test_cancellation import disconnect_after_two_events  # noqa: E402
-from test_grpc import grpc_cancel_after_two  # noqa: E402
-
-from streamwise import load_settings, serve  # noqa: E402
+from streamwise import load_settings, serve
+from tests.support import TEST_MODELS
+from tests.support.disconnects import disconnect_after_two_events, grpc_cancel_after_two
 
 
 async def main(tries: int) -> None:

@@ -1,8 +1,8 @@
 """Soak: many disconnects and many concurrent slow streams against one in-process server.
 
-    python tests/soak.py [disconnects|slow-streams|all] [--n N] [--streams S] ...
+    python -m scripts.soak [disconnects|slow-streams|all] [--n N] [--streams S] ...
 
-Not part of the test run (not named test_*); figures in docs/reliability.md ("Soak").
+Run from the repository root (it uses tests/support); figures in docs/reliability.md ("Soak").
 
 - ``disconnects``: N streams per (transport, model), each left after 1 or 2 events: SSE
   (socket closed) and gRPC ModelStreamInfer (grpc.aio ``call.cancel()``), on
@@ -10,12 +10,12 @@ Not part of the test run (not named test_*); figures in docs/reliability.md ("So
   Every model must be cancelled (its ``finally`` ran, with the exception). After every
   100 streams the trio tasks, the bridge loop's asyncio tasks, the data plane's calls in
   flight and the open file descriptors must be back to their baseline; RSS is sampled.
-  Clients: raw sockets in this trio run (tests/rawhttp.py), and grpc.aio on its own
+  Clients: raw sockets in this trio run (tests/support/rawhttp.py), and grpc.aio on its own
   asyncio loop in a thread of its own (the server's asyncio loop, grpclib's, is left alone).
 - ``slow-streams``: S concurrent streams of ``soak-stream`` (T tokens, the first after
   F s, then one every D s), on SSE, then on gRPC: all must be open at once (the data
   plane's calls in flight reach S) and end with every token, in order, and no error.
-  Clients: a child process (``soak.py _client CONFIG``), so that the server has its
+  Clients: a child process (``python -m scripts.soak _client CONFIG``), so that the server has its
   thread to itself and the RSS figures are the server's.
 
 Exits 1 if an invariant fails.
@@ -41,21 +41,16 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import grpc
+import grpc.aio
 import trio
 
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
-
-import grpc  # noqa: E402
-import grpc.aio  # noqa: E402
-import probe  # noqa: E402
-import rawhttp  # noqa: E402
-from conftest import TEST_MODELS  # noqa: E402
-from grpc_stubs import load_stubs  # noqa: E402
-
-from streamwise import ServerInfo, load_settings, serve  # noqa: E402
-from streamwise.grpc.convert import request_to_proto  # noqa: E402
-from streamwise.settings import Settings  # noqa: E402
-from streamwise.types import InferenceRequest  # noqa: E402
+from streamwise import ServerInfo, load_settings, serve
+from streamwise.grpc.convert import request_to_proto
+from streamwise.settings import Settings
+from streamwise.types import InferenceRequest
+from tests.support import ROOT, TEST_MODELS, probe, rawhttp
+from tests.support.grpc_stubs import load_stubs
 
 pb2, pb2_grpc = load_stubs()
 T = TypeVar("T")
@@ -382,9 +377,9 @@ async def run_disconnects(server: Server, client: GrpcClient, args: argparse.Nam
 
 
 # -- slow streams -----------------------------------------------------------------------
-# The clients run in a child process (``soak.py _client CONFIG``): at 2000 streams the
-# server needs its thread to itself (a token every 0.5 s is 4000 events/s), and the RSS
-# figures are then the server's alone.
+# The clients run in a child process (``python -m scripts.soak _client CONFIG``): at 2000
+# streams the server needs its thread to itself (a token every 0.5 s is 4000 events/s),
+# and the RSS figures are then the server's alone.
 def expected(tokens: int) -> list[str]:
     return [f"t{i}" for i in range(tokens)]
 
@@ -563,8 +558,8 @@ async def slow_streams(server: Server, transport: str, args: argparse.Namespace)
     cpu = sum(os.times()[:2])
     async with trio.open_nursery() as nursery:
         nursery.start_soon(sample)
-        argv = [sys.executable, __file__, "_client", json.dumps(config)]
-        child = await trio.run_process(argv, capture_stdout=True, check=False)
+        argv = [sys.executable, "-m", "scripts.soak", "_client", json.dumps(config)]
+        child = await trio.run_process(argv, cwd=ROOT, capture_stdout=True, check=False)
         nursery.cancel_scope.cancel()
     run.server_cpu = sum(os.times()[:2]) - cpu
     where = f"{transport} slow streams"

@@ -1,6 +1,6 @@
 """Prints the server CPU one short stream costs: any V2 server, by its process id.
 
-    python tests/bench_stream_start.py PID [--grpc HOST:PORT | --rest URL] [-n N]
+    python -m scripts.bench_stream_start PID [--grpc HOST:PORT | --rest URL] [-n N]
         [--model tokens] [--input n] [--value 1]
 
 Opens N (default 2000) streams one after the other, each asking ``--model`` for a stream
@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import socket
-import sys
 import time
 import urllib.parse
 
@@ -66,8 +65,7 @@ def main() -> None:
     if args.grpc:
         import grpc
 
-        sys.path.insert(0, __file__.rsplit("/", 1)[0])
-        from grpc_stubs import load_stubs
+        from tests.support.grpc_stubs import load_stubs
 
         pb2, pb2_grpc = load_stubs()
         stub = pb2_grpc.GRPCInferenceServiceStub(grpc.insecure_channel(args.grpc))
