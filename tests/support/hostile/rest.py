@@ -453,6 +453,13 @@ def _check_status(status: int, expect: str, response: httpx.Response) -> str | N
     return None
 
 
+def _as_json(value: Any) -> Any:
+    """``value`` as standard JSON writes it: a non-finite float is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def _echo_problem(request_body: bytes, response_body: bytes | str) -> str | None:
     """identity's answer to a valid request: an output per input (per requested output,
     when some are), each with the input's datatype, shape and elements."""
@@ -475,7 +482,10 @@ def _echo_problem(request_body: bytes, response_body: bytes | str) -> str | None
             if out.get(key) != sent_tensor[key]:
                 return f"output {out['name']!r}: {key} {out.get(key)!r}, sent {sent_tensor[key]!r}"
         count = element_count(sent_tensor["shape"])
-        if not same_elements(leaves(out.get("data"), count), leaves(sent_tensor["data"], count)):
+        # JSON has no NaN or Infinity: a non-finite float comes back as null (the server's
+        # JSON writer, orjson, writes standard JSON; MLServer's does the same)
+        sent_leaves = [_as_json(x) for x in leaves(sent_tensor["data"], count)]
+        if not same_elements(leaves(out.get("data"), count), sent_leaves):
             return f"output {out['name']!r}: data {out.get('data')!r:.200}, sent {sent_tensor['data']!r:.200}"
     return None
 
