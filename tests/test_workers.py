@@ -373,3 +373,28 @@ def test_auth_holds_in_every_worker(tmp_path: pathlib.Path) -> None:
             if pids == s.workers():
                 break
         assert pids == s.workers()
+
+
+def run_command(repository: pathlib.Path) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "src", "serve", str(repository), "--parallel-workers", "2"]
+    argv += ["--http-port", str(free_port()), "--grpc-port", str(free_port())]
+    return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+def test_a_bad_settings_file_stops_the_command_with_one_line(tmp_path: pathlib.Path) -> None:
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model-settings.json").write_text('{"name": "m", "colour": "red"}')
+    done = run_command(tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1].startswith("streamwise: ")
+    assert "colour" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_workers_that_die_during_start_up_stop_the_command(tmp_path: pathlib.Path) -> None:
+    """Not restarted for ever: a worker that never served would die the same way again."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "model-settings.json").write_text('{"name": "m", "implementation": "m.M"}')
+    (tmp_path / "m" / "m.py").write_text("import os\nos._exit(3)\n")
+    done = run_command(tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "exited with status 3 during start-up" in done.stderr.strip().splitlines()[-1]

@@ -46,9 +46,9 @@ from typing import Any
 import trio
 
 from . import server as _server
-from .errors import PortInUse, StreamwiseError
+from .errors import ConfigError, PortInUse, StreamwiseError
 from .runtime.dataplane import DataPlane, RepositoryOp
-from .settings import Settings
+from .settings import Settings, find_model_settings
 
 __all__ = ["worker_count", "supervise", "SupervisorInfo", "worker_main"]
 
@@ -101,7 +101,10 @@ class _Channel:
                     data = bytes(self._buffer[4 : 4 + size])
                     del self._buffer[: 4 + size]
                     return pickle.loads(data)  # type: ignore[no-any-return]
-            chunk = await self._stream.receive_some(65536)
+            try:
+                chunk = await self._stream.receive_some(65536)
+            except trio.BrokenResourceError:  # reset: the other end died
+                return None
             if not chunk:
                 return None
             self._buffer += chunk
@@ -228,6 +231,13 @@ class _Supervisor:
                 if code != 0:
                     log.warning("worker %d exited with status %s", index, code)
                 return
+            if not first_ready.is_set():  # it never served: another would fail the same way
+                self.stop_requested.set()
+                self.signal_all(signal.SIGTERM)
+                raise ConfigError(
+                    f"worker {index} exited with status {code} during start-up (its log "
+                    "says why): stopping"
+                )
             if trio.current_time() - started > STABLE_S:
                 pause = RESTART_PAUSE_S
             log.error(
@@ -259,8 +269,11 @@ class _Supervisor:
                 async with trio.open_nursery() as nursery:
                     async with self.repository:  # the replay and later operations, in order
                         replay = tuple((op, name) for name, op in self.replay.items())
-                        await link.channel.send(("config", _with_replay(conf, replay)))
-                        self.links[index] = link
+                        try:
+                            await link.channel.send(("config", _with_replay(conf, replay)))
+                            self.links[index] = link
+                        except (trio.BrokenResourceError, trio.ClosedResourceError):
+                            pass  # it died at once: its exit status tells the rest
                     if self.stopping:  # a signal came while it started: it gets it too
                         process.send_signal(signal.SIGTERM)
                     nursery.start_soon(self._listen, link, first_ready)
@@ -277,7 +290,7 @@ class _Supervisor:
 
     async def _listen(self, link: _Link, first_ready: trio.Event) -> None:
         async with trio.open_nursery() as nursery:
-            while (message := await link.channel.receive()) is not None:
+            while (message := await link.channel.receive()) is not None:  # None: it died
                 kind = message[0]
                 if kind == "ready":
                     if first_ready.is_set():
@@ -363,6 +376,7 @@ async def supervise(
 ) -> None:
     """Serve ``settings`` with ``workers`` worker processes on shared ports until they have
     all exited after :meth:`SupervisorInfo.shutdown` (cancelled: they are killed)."""
+    find_model_settings(settings.model_repository_root)  # a ConfigError here, once, plainly
     rest = _server.rest_sockets(settings)
     grpc = None
     try:
@@ -500,4 +514,13 @@ async def _worker(fd: int) -> None:
 def worker_main() -> None:
     """A worker process: ``python -c WORKER_MAIN FD`` (FD: its end of the channel)."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # until trio's receiver takes over
-    trio.run(_worker, int(sys.argv[1]))
+    try:
+        trio.run(_worker, int(sys.argv[1]))
+    except BaseException as exc:
+        from .cli import _find
+
+        config_error = _find(exc, ConfigError)
+        if config_error is None:
+            raise
+        print(f"streamwise: {config_error}", file=sys.stderr)
+        sys.exit(2)
