@@ -56,12 +56,13 @@ class _Responder:
     """One response's sends: the start is held until the first body message says whether
     (and how) to compress."""
 
-    __slots__ = ("_send", "_gzip", "_start", "_compressor", "_passing")
+    __slots__ = ("_send", "_gzip", "_start", "_held", "_compressor", "_passing")
 
     def __init__(self, send: Any, gzip: GZip) -> None:
         self._send = send
         self._gzip = gzip
         self._start: dict[str, Any] | None = None
+        self._held: list[bytes] = []
         self._compressor: Any = None
         self._passing = False
 
@@ -90,10 +91,15 @@ class _Responder:
         if self._compressor is None:
             start = self._start
             assert start is not None
+            if self._held:  # a body in parts (Quart's: the body, then an empty end)
+                body = b"".join(self._held) + body
+            if more and len(body) < self._gzip.minimum_size:
+                self._held = [body]  # too small to tell yet
+                return
             if not more and len(body) < self._gzip.minimum_size:
                 self._passing = True
                 await self._send(start)
-                await self._send(message)
+                await self._send({**message, "body": body})
                 return
             self._compressor = zlib.compressobj(self._gzip.level, zlib.DEFLATED, 31)
             headers = [
