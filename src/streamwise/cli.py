@@ -14,6 +14,7 @@ from typing import Protocol, TypeVar
 
 import trio
 
+from . import logs
 from .errors import ConfigError
 from .settings import load_settings
 
@@ -60,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
         choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
         type=str.upper,
         help="how much to log (default INFO)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="text lines, or one JSON object per line (default text)",
     )
     commands.add_parser(
         "bench", help="our own throughput figures against a bare Hypercorn app", add_help=False
@@ -139,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "http_port": args.http_port,
         "grpc_port": args.grpc_port,
         "log_level": args.log_level,
+        "log_format": args.log_format,
         "parallel_workers": args.parallel_workers,
     }
     try:
@@ -146,10 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"streamwise: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.DEBUG if settings.debug else settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings)
     from .server import serve
     from .workers import supervise, worker_count
 

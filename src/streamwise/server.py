@@ -321,9 +321,11 @@ async def _serve(
     task_status: trio.TaskStatus[ServerInfo],
 ) -> None:
     from .rest import WriteTimeout, create_app
+    from .rest.access import AccessLog
+    from .rest.gzip import GZip
 
     registry = ModelRegistry(find_model_settings(settings.model_repository_root))
-    for name in ("gzip_enabled", "metrics_endpoint"):
+    for name in ("metrics_endpoint",):
         if getattr(settings, name):
             log.warning(
                 "setting %s=%r is accepted but not acted upon yet", name, getattr(settings, name)
@@ -331,7 +333,9 @@ async def _serve(
 
     async with _bridge.open_loop() as aio:
         dataplane = DataPlane(settings, registry, Backends.on(aio), peers)
-        app = WriteTimeout(create_app(dataplane), settings.write_timeout_s)
+        rest = create_app(dataplane)
+        app = WriteTimeout(GZip(rest) if settings.gzip_enabled else rest, settings.write_timeout_s)
+        logged = AccessLog(app, settings.root_path) if settings.access_log else app
         try:
             # Both transports stop (gRPC server closed, Hypercorn's nursery cancelled)
             # before the models are unloaded in the finally below.
@@ -347,7 +351,7 @@ async def _serve(
                 stop_http, http_stopped = trio.Event(), trio.Event()
                 config = _hypercorn_config(settings, sockets)
                 binds = await nursery.start(
-                    partial(_serve_http, app, config, stop_http, http_stopped)
+                    partial(_serve_http, logged, config, stop_http, http_stopped)
                 )
                 for sock in sockets:  # Hypercorn has them now: it listens, it closes them
                     sock.detach()

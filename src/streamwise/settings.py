@@ -120,6 +120,13 @@ class Settings(_Frozen):
     the connection is closed under them. None: as long as they take."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     """Logging level of the ``streamwise`` command (``debug`` overrides it)."""
+    log_format: Literal["text", "json"] = "text"
+    """How the ``streamwise`` command writes its log: ``text`` lines, or ``json``, one JSON
+    object per record (``--log-format``; MLServer's ``use_structured_logging: true`` also
+    selects it). See docs/running.md, "Request logs"."""
+    access_log: bool = True
+    """One INFO line per REST request and gRPC call (a stream's when it ends) on the logger
+    ``streamwise.access``; False: none."""
     max_request_body_bytes: int = Field(64 * 1024 * 1024, gt=0)
     """Largest REST request body (64 MiB); a larger one gets 413."""
     stream_buffer_size: int = Field(64, ge=1)
@@ -177,9 +184,9 @@ class Settings(_Frozen):
     # -- MLServer's, accepted so its files load; not (yet) acted upon: see docs/running.md
     parallel_workers_timeout: int | None = None
     """MLServer's: accepted so its files load, not acted upon."""
-    gzip_enabled: bool | None = None
-    """MLServer's: accepted, not acted upon yet; a value set (not null, 0 or false) is
-    logged at startup."""
+    gzip_enabled: bool = True
+    """MLServer's: gzip a REST response of 1 KiB or more for a client that sends
+    ``Accept-Encoding: gzip`` (never server-sent events). True, as MLServer."""
     metrics_endpoint: str | None = None
     """MLServer's: accepted, not acted upon yet; a value set (not null, 0 or false) is
     logged at startup."""
@@ -194,7 +201,7 @@ class Settings(_Frozen):
     logging_settings: str | dict[str, Any] | None = None
     """MLServer's: accepted so its files load, not acted upon."""
     use_structured_logging: bool | None = None
-    """MLServer's: accepted so its files load, not acted upon."""
+    """MLServer's: true selects ``log_format: json``."""
     environments_dir: str | None = None
     """MLServer's: accepted so its files load, not acted upon."""
     model_repository_implementation: str | None = None

@@ -45,6 +45,7 @@ from typing import Any
 
 import trio
 
+from . import logs
 from . import server as _server
 from .errors import ConfigError, PortInUse, StreamwiseError
 from .runtime.dataplane import DataPlane, RepositoryOp
@@ -487,10 +488,7 @@ async def _worker(fd: int) -> None:
     assert message is not None and message[0] == "config", message
     config: WorkerConfig = message[1]
     settings = config.settings
-    logging.basicConfig(
-        level=logging.DEBUG if settings.debug else settings.log_level,
-        format=f"%(asctime)s %(levelname)s [worker {config.index}] %(name)s: %(message)s",
-    )
+    logs.configure(settings, worker=config.index)
     rest = [socket.socket(fileno=fd) for fd in config.rest_fds]
     grpc = socket.socket(fileno=config.grpc_fd) if config.grpc_fd is not None else None
     peers = _WorkerPeers(channel)

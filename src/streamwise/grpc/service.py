@@ -22,12 +22,14 @@ from typing import Any
 
 from grpclib import GRPCError, Status
 from grpclib.const import Cardinality, Handler
+from grpclib.exceptions import StreamTerminatedError
 from grpclib.server import Stream
 
 from .._bridge import ASYNCIO, AsyncioLoop
 from .._proto import inference as pb
 from .._proto.inference import model_repository as repo_pb
 from ..errors import ClientTooSlow, InvalidRequest, StreamwiseError, cut, show
+from ..logs import Access, log_grpc
 from ..registry import ModelState
 from ..runtime import Requests
 from ..runtime import Stream as ModelStream
@@ -63,6 +65,58 @@ def _grpc_errors(fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[
             raise GRPCError(Status[exc.grpc_status], cut(str(exc), MAX_STATUS_MESSAGE)) from exc
 
     return handler
+
+
+_ACCESS: dict[Stream[Any, Any], Access] = {}
+"""The access records of the calls in progress (access logs on). The asyncio loop and
+trio share one thread: the handlers note in it from either side."""
+
+
+def _access_logged(mapping: dict[str, Handler], enabled: bool) -> dict[str, Handler]:
+    """Every handler of ``mapping`` writing one access line when its call ends."""
+    if not enabled:
+        return mapping
+    return {rpc: h._replace(func=_logged(rpc, h.func)) for rpc, h in mapping.items()}
+
+
+def _logged(rpc: str, fn: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    async def handler(stream: Stream[Any, Any]) -> None:
+        access = _ACCESS[stream] = Access()
+        start = time.perf_counter()
+        code, outcome = "OK", "completed"
+        try:
+            await fn(stream)
+        except GRPCError as exc:
+            code, outcome = exc.status.name, exc.message or exc.status.name
+            raise
+        except (asyncio.CancelledError, StreamTerminatedError):
+            deadline = stream.deadline
+            if deadline is not None and deadline.time_remaining() <= 0:
+                code, outcome = "DEADLINE_EXCEEDED", "deadline exceeded"
+            else:
+                code, outcome = "CANCELLED", "client disconnect"
+            raise
+        except Exception as exc:
+            code, outcome = "UNKNOWN", f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            del _ACCESS[stream]
+            if access.responses is not None:  # a stream
+                access.responses = stream._messages_sent
+                access.outcome = outcome
+            peer = stream.peer.addr()
+            where = f"{peer[0]}:{peer[1]}" if peer else "-"
+            log_grpc(access, rpc, code, (time.perf_counter() - start) * 1000, where)
+
+    return handler
+
+
+def _note(stream: Stream[Any, Any], model: str, request_id: str | None = None) -> None:
+    """The model (and request id) of a call, for its access line."""
+    access = _ACCESS.get(stream)
+    if access is not None:
+        access.model = model or None
+        access.request_id = request_id or access.request_id
 
 
 def _with_headers(request: InferenceRequest, metadata: Any) -> InferenceRequest:
@@ -121,7 +175,7 @@ class InferenceService:
 
     def __mapping__(self) -> dict[str, Handler]:
         unary = Cardinality.UNARY_UNARY
-        return {
+        mapping = {
             SERVICE + "ServerLive": Handler(self.server_live, unary, pb.ServerLiveRequest, pb.ServerLiveResponse),
             SERVICE + "ServerReady": Handler(self.server_ready, unary, pb.ServerReadyRequest, pb.ServerReadyResponse),
             SERVICE + "ModelReady": Handler(self.model_ready, unary, pb.ModelReadyRequest, pb.ModelReadyResponse),
@@ -131,6 +185,7 @@ class InferenceService:
             SERVICE + "ModelStreamInfer": Handler(self.model_stream_infer, Cardinality.STREAM_STREAM, pb.ModelInferRequest, pb.ModelInferResponse),
             **repository_mapping(SERVICE, pb, self.dataplane, self.aio),
         }  # fmt: skip
+        return _access_logged(mapping, self.dataplane.settings.access_log)
 
     # -- health and metadata (no model call: answered on the asyncio side) --
     @_grpc_errors
@@ -147,6 +202,7 @@ class InferenceService:
     async def model_ready(self, stream: Stream[Any, Any]) -> None:
         msg = await stream.recv_message()
         assert msg is not None
+        _note(stream, msg.name)
         slot = self.dataplane.model_ready(msg.name, msg.version or None)
         await stream.send_message(pb.ModelReadyResponse(ready=slot.state is ModelState.READY))
 
@@ -164,6 +220,7 @@ class InferenceService:
     async def model_metadata(self, stream: Stream[Any, Any]) -> None:
         msg = await stream.recv_message()
         assert msg is not None
+        _note(stream, msg.name)
         meta = await self.aio.to_trio(self.dataplane.model_metadata, msg.name, msg.version or None)
 
         def tensor(t: Any) -> pb.ModelMetadataResponseTensorMetadata:
@@ -188,15 +245,19 @@ class InferenceService:
     async def model_infer(self, stream: Stream[Any, Any]) -> None:
         msg = await stream.recv_message()
         assert msg is not None
-        reply, trailing = await self.aio.to_trio(self._infer, msg, stream.metadata)
+        _note(stream, msg.model_name, msg.id)
+        reply, trailing = await self.aio.to_trio(self._infer, msg, stream)
         await stream.send_message(reply)  # already encoded: the codec passes bytes on
         await stream.send_trailing_metadata(metadata=trailing)
 
-    async def _infer(self, msg: pb.ModelInferRequest, metadata: Any) -> tuple[bytes, Any]:
+    async def _infer(
+        self, msg: pb.ModelInferRequest, stream: Stream[Any, Any]
+    ) -> tuple[bytes, Any]:
         request, raw = request_from_proto(msg, checked=True)
         call = self.dataplane.prepare(
-            msg.model_name, msg.model_version or None, _with_headers(request, metadata)
+            msg.model_name, msg.model_version or None, _with_headers(request, stream.metadata)
         )
+        _note(stream, msg.model_name, call.request_id)
         response = await self.dataplane.infer(call)
         return encode_response(response, raw), _trailing(response.parameters)
 
@@ -205,6 +266,9 @@ class InferenceService:
         first = await stream.recv_message()
         if first is None:
             return  # an empty request stream: nothing asked, nothing answered, status OK
+        _note(stream, first.model_name, first.id)
+        if (access := _ACCESS.get(stream)) is not None:
+            access.responses = 0  # a stream: its count and outcome in its line
         await self.aio.to_trio(self._stream, stream, first)
 
     async def _stream(self, stream: Stream[Any, Any], first: pb.ModelInferRequest) -> None:
@@ -212,6 +276,7 @@ class InferenceService:
         call = self.dataplane.prepare(
             first.model_name, first.model_version or None, _with_headers(request, stream.metadata)
         )
+        _note(stream, first.model_name, call.request_id)
         requests = Requests(call.request, self._more(call, first, stream), on="asyncio")
 
         checked = self.codec.checked_response
@@ -265,6 +330,7 @@ def repository_mapping(
         async def handler(stream: Stream[Any, Any]) -> None:
             msg = await stream.recv_message()
             assert msg is not None
+            _note(stream, msg.model_name)
             await aio.to_trio(action, msg.model_name)
             await stream.send_message(reply())
 
@@ -287,4 +353,5 @@ class RepositoryService:
         self.aio = aio
 
     def __mapping__(self) -> dict[str, Handler]:
-        return repository_mapping(REPOSITORY_SERVICE, repo_pb, self.dataplane, self.aio)
+        mapping = repository_mapping(REPOSITORY_SERVICE, repo_pb, self.dataplane, self.aio)
+        return _access_logged(mapping, self.dataplane.settings.access_log)

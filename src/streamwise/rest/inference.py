@@ -21,12 +21,13 @@ import pydantic
 import trio
 
 from ..errors import InvalidRequest, StreamwiseError, Unauthenticated
+from ..logs import Access
 from ..protocol import auth, sse
 from ..runtime.dataplane import Call, DataPlane
 from ..types import InferenceRequest, InferenceResponse
 from .errors import answer_for, describe_validation_error, error_body
 
-__all__ = ["InferenceRoutes"]
+__all__ = ["ACCESS_KEY", "InferenceRoutes"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -40,6 +41,10 @@ STREAMING = frozenset({"infer_stream", "generate_stream"})
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(k.lower().encode(), v.encode()) for k, v in sse.STREAM_HEADERS.items()]
 _CLOSE = (b"connection", b"close")
+
+ACCESS_KEY = "streamwise.access"
+"""The scope's :class:`~streamwise.logs.Access` (``rest/access.py``), when access logs are on."""
+_NOWHERE = Access()  # filled and never read: access logs off
 
 
 def route_of(path: str) -> tuple[str, str | None, str] | None:
@@ -126,14 +131,18 @@ class InferenceRoutes:
         except StreamwiseError as exc:
             await _send_json(send, *_answer_for(exc))
             return
+        access: Access = scope.get(ACCESS_KEY, _NOWHERE)
+        access.request_id = call.request_id
         async with trio.open_nursery() as nursery:
             watch = _Disconnect(nursery.cancel_scope)
             nursery.start_soon(watch.wait, receive)
             if action in STREAMING:
-                await self._stream(call, send)
+                await self._stream(call, send, access)
             else:
                 await self._infer(call, send)
             watch.answered(nursery.cancel_scope)
+        if watch.left and access.outcome is None:  # else: it left once all was sent
+            access.outcome = "client disconnect"
 
     async def _refuse(
         self,
@@ -167,7 +176,7 @@ class InferenceRoutes:
             return
         await _send_json(send, 200, body)
 
-    async def _stream(self, call: Call, send: Send) -> None:
+    async def _stream(self, call: Call, send: Send, access: Access) -> None:
         """The model's stream is opened first, so that it starts while the headers go out
         (and a refusal at the start, such as the concurrency limit, is a JSON error, not a
         200, or a bug of ours, a logged 500); then 200 and the events; a failure after
@@ -178,7 +187,9 @@ class InferenceRoutes:
             async with self.dataplane.stream(call, _encode_event) as stream:
                 await send({"type": "http.response.start", "status": 200, "headers": _SSE})
                 started = True
+                access.responses = 0
                 while batch := await stream.take():
+                    access.responses += len(batch)
                     await send({"type": "http.response.body", "body": b"".join(batch),
                                 "more_body": True})  # fmt: skip
                 failure = stream.failure
@@ -190,6 +201,7 @@ class InferenceRoutes:
                 raise
             failure = exc
         end = sse.error_event(str(failure)) if failure is not None else b""
+        access.outcome = "completed" if failure is None else str(failure)
         await send({"type": "http.response.body", "body": end, "more_body": False})
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes:
@@ -248,7 +260,7 @@ class _Disconnect:
     away (the request is cancelled, with its model), or Hypercorn closing the request once
     its answer is complete (the watcher just ends: no cancellation, no exception)."""
 
-    __slots__ = ("_scope", "_answered")
+    __slots__ = ("_scope", "_answered", "left")
 
     GRACE_S = 5.0
     """After the answer, how long the watcher may wait for that ``http.disconnect``."""
@@ -256,11 +268,14 @@ class _Disconnect:
     def __init__(self, scope: trio.CancelScope) -> None:
         self._scope = scope
         self._answered = False
+        self.left = False
+        """The client went away before its answer was complete."""
 
     async def wait(self, receive: Receive) -> None:
         while (await receive())["type"] != "http.disconnect":
             pass
         if not self._answered:
+            self.left = True
             self._scope.cancel()
 
     def answered(self, scope: trio.CancelScope) -> None:
