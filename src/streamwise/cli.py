@@ -62,7 +62,9 @@ def _parser() -> argparse.ArgumentParser:
         help="how much to log (default INFO)",
     )
     commands.add_parser(
-        "bench", help="our own throughput figures against a bare Hypercorn app", add_help=False
+        "bench",
+        help="latency and throughput of any V2 server, streaming first (--self: ours)",
+        add_help=False,
     )
     return parser
 
