@@ -4,6 +4,7 @@ for sanity, never for speed: counts above 0, p50 <= p99, no errors where none is
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pathlib
 import subprocess
@@ -219,3 +220,80 @@ def test_self_compares_streamwise_with_a_bare_hypercorn_app() -> None:
     assert lines[0].split() == ["figure", "baseline", "streamwise", "ratio"]
     assert [line.split(" req/s")[0] for line in lines[2:4]] == ["unary, 1 conn", "unary, 32 conn"]
     assert lines[1].startswith("sse events/s")
+
+
+def matplotlib_installed() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def two_reports(demo: tuple[int, int, int], tmp_path: pathlib.Path) -> list[pathlib.Path]:
+    http_port, grpc_port, _ = demo
+    files = [tmp_path / "rest.json", tmp_path / "grpc.json"]
+    for mode, out in zip(["sse", "grpc-stream"], files, strict=True):
+        argv = [
+            f"http://127.0.0.1:{http_port}",
+            "--model",
+            "token-streamer",
+            "--input",
+            "n=3",
+            "--mode",
+            mode,
+            "--grpc",
+            f"127.0.0.1:{grpc_port}",
+            "--concurrency",
+            "1,2",
+            "--requests",
+            "10",
+            "--quiet",
+            "--json",
+            str(out),
+        ]
+        assert main(argv) == 0  # in this process: no interpreter start-up
+    return files
+
+
+def test_compare_puts_two_runs_side_by_side(
+    demo: tuple[int, int, int], tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rest, grpc = two_reports(demo, tmp_path)
+    capsys.readouterr()  # the runs' own tables
+    plot = ["--plot", str(tmp_path / "compare.png")] if matplotlib_installed() else []
+    assert main(["--compare", str(rest), str(grpc), *plot]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["level", "figure", "rest", "grpc", "grpc/rest"]
+    rows = [line.split() for line in lines[1:]]
+    assert [row[:4] for row in rows[:2]] == [
+        ["concurrency", "1", "req/s", rows[0][3]],
+        ["concurrency", "1", "resp/s", rows[1][3]],
+    ]
+    assert {" ".join(row[:2]) for row in rows} == {"concurrency 1", "concurrency 2"}
+    if plot:
+        assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not matplotlib_installed(), reason="matplotlib (the [bench] extra) absent")
+def test_plot_writes_a_png(demo: tuple[int, int, int], tmp_path: pathlib.Path) -> None:
+    http_port, _, _ = demo
+    png = tmp_path / "run.png"
+    main(
+        [
+            f"http://127.0.0.1:{http_port}",
+            "--model",
+            "token-streamer",
+            "--requests",
+            "10",
+            "--plot",
+            str(png),
+        ]
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(matplotlib_installed(), reason="matplotlib is installed here")
+def test_plot_without_matplotlib_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """Before any call: the run would be lost otherwise."""
+    assert main(["http://127.0.0.1:1", "--model", "m", "--plot", "x.png"]) == 2
+    assert capsys.readouterr().err == (
+        "streamwise bench: --plot needs matplotlib: pip install 'streamwise[bench]' "
+        "(or matplotlib)\n"
+    )

@@ -175,6 +175,14 @@ def percentiles(values: list[float]) -> dict[str, float | None]:
     return {"p50": rank(50), "p90": rank(90), "p99": rank(99), "mean": sum(values) / len(values)}
 
 
+def quantiles(values: list[float]) -> list[float]:
+    """The 0th to 100th percentiles (nearest rank), for plots of the distribution."""
+    ordered = sorted(values)
+    if not ordered:
+        return []
+    return [ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)] for q in range(101)]
+
+
 def _process_tree(pid: int) -> list[int]:
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
@@ -482,6 +490,8 @@ def _figures(level: Level, wall: float, client_cpu: float) -> dict[str, Any]:
         "ttft_s": percentiles(level.ttft),
         "gap_s": percentiles(level.gaps),
         "latency_s": percentiles(level.latency),
+        "ttft_quantiles_s": quantiles(level.ttft),
+        "latency_quantiles_s": quantiles(level.latency),
         "client_cpu_s": client_cpu,
         "client_cpu_per_response_us": (
             client_cpu / level.responses * 1e6 if level.responses else None
@@ -606,8 +616,9 @@ def build_target(args: argparse.Namespace) -> tuple[Target, dict[str, Any]]:
     else:
         metadata = _get_json(host, port, model)
         request = made_up_request(metadata, args.shape, args.datatype, args.input)
-    about = {"url": args.url, "model": args.model, "mode": args.mode, "request": request}
     streaming = args.mode in STREAMING_MODES
+    about = {"url": args.url, "model": args.model, "mode": args.mode, "streaming": streaming}
+    about["request"] = request
     if args.mode in ("sse", "infer"):
         endpoint = args.rest_endpoint if args.mode == "sse" else "infer"
         about["endpoint"] = f"{model}/{endpoint}"
@@ -767,6 +778,19 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--server-pid", type=int, metavar="PID", help="server CPU and RSS from /proc")
     p.add_argument("--json", metavar="FILE", help="write every figure there")
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="latency distributions and throughput against the level, drawn there "
+        "(needs matplotlib: the [bench] extra)",
+    )
+    p.add_argument(
+        "--compare",
+        nargs="+",
+        metavar="A.json",
+        help="no run: the figures of two or more --json files side by side, ratios to the "
+        "first (and --plot)",
+    )
     p.add_argument("--seed", type=int, help="the open loop's arrivals (default: random)")
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.add_argument(
@@ -789,6 +813,14 @@ def main(argv: list[str] | None = None) -> int:
     p = parser()
     args = p.parse_args(argv)
     try:
+        if args.plot:
+            from .bench_plot import check_matplotlib
+
+            check_matplotlib()
+        if args.compare:
+            from .bench_plot import compare
+
+            return compare(args.compare, args.plot)
         if args.self_bench:
             return self_bench(args)
         if not args.url or not args.model:
@@ -805,10 +837,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"streamwise bench: {exc}", file=sys.stderr)
         return 2
     print(table(results, target.streaming))
+    report = {"target": about, "levels": results}
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"target": about, "levels": results}, f, indent=2)
+            json.dump(report, f, indent=2)
             f.write("\n")
+    if args.plot:
+        from .bench_plot import plot
+
+        plot([(args.model, report)], args.plot)
     return 0
 
 
