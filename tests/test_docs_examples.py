@@ -42,6 +42,8 @@ RUN = {
 HELP_CHECKED = {
     ("conformance.md", "run_mlserver.py"),
     ("index.md", "pip install -e . && python -m src serve"),
+    ("bench.md", "--model token-streamer --input n=20 --concurrency 1,10,100\n"),
+    ("bench.md", 'pip install -e ".[bench]"'),
 }
 
 

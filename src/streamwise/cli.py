@@ -68,7 +68,9 @@ def _parser() -> argparse.ArgumentParser:
         help="text lines, or one JSON object per line (default text)",
     )
     commands.add_parser(
-        "bench", help="our own throughput figures against a bare Hypercorn app", add_help=False
+        "bench",
+        help="latency and throughput of any V2 server, streaming first (--self: ours)",
+        add_help=False,
     )
     return parser
 
