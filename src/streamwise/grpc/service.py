@@ -121,7 +121,7 @@ class InferenceService:
 
     def __mapping__(self) -> dict[str, Handler]:
         unary = Cardinality.UNARY_UNARY
-        return {
+        mapping = {
             SERVICE + "ServerLive": Handler(self.server_live, unary, pb.ServerLiveRequest, pb.ServerLiveResponse),
             SERVICE + "ServerReady": Handler(self.server_ready, unary, pb.ServerReadyRequest, pb.ServerReadyResponse),
             SERVICE + "ModelReady": Handler(self.model_ready, unary, pb.ModelReadyRequest, pb.ModelReadyResponse),
@@ -131,6 +131,7 @@ class InferenceService:
             SERVICE + "ModelStreamInfer": Handler(self.model_stream_infer, Cardinality.STREAM_STREAM, pb.ModelInferRequest, pb.ModelInferResponse),
             **repository_mapping(SERVICE, pb, self.dataplane, self.aio),
         }  # fmt: skip
+        return counted(mapping, self.dataplane)
 
     # -- health and metadata (no model call: answered on the asyncio side) --
     @_grpc_errors
@@ -195,7 +196,7 @@ class InferenceService:
     async def _infer(self, msg: pb.ModelInferRequest, metadata: Any) -> tuple[bytes, Any]:
         request, raw = request_from_proto(msg, checked=True)
         call = self.dataplane.prepare(
-            msg.model_name, msg.model_version or None, _with_headers(request, metadata)
+            msg.model_name, msg.model_version or None, _with_headers(request, metadata), "grpc"
         )
         response = await self.dataplane.infer(call)
         return encode_response(response, raw), _trailing(response.parameters)
@@ -210,7 +211,10 @@ class InferenceService:
     async def _stream(self, stream: Stream[Any, Any], first: pb.ModelInferRequest) -> None:
         request, raw = request_from_proto(first, checked=True)
         call = self.dataplane.prepare(
-            first.model_name, first.model_version or None, _with_headers(request, stream.metadata)
+            first.model_name,
+            first.model_version or None,
+            _with_headers(request, stream.metadata),
+            "grpc",
         )
         requests = Requests(call.request, self._more(call, first, stream), on="asyncio")
 
@@ -287,4 +291,47 @@ class RepositoryService:
         self.aio = aio
 
     def __mapping__(self) -> dict[str, Handler]:
-        return repository_mapping(REPOSITORY_SERVICE, repo_pb, self.dataplane, self.aio)
+        mapping = repository_mapping(REPOSITORY_SERVICE, repo_pb, self.dataplane, self.aio)
+        return counted(mapping, self.dataplane)
+
+
+_GRPC_TYPES = {
+    Cardinality.UNARY_UNARY: "UNARY",
+    Cardinality.UNARY_STREAM: "SERVER_STREAM",
+    Cardinality.STREAM_UNARY: "CLIENT_STREAM",
+    Cardinality.STREAM_STREAM: "BIDI_STREAM",
+}
+
+
+def counted(mapping: dict[str, Handler], dataplane: DataPlane) -> dict[str, Handler]:
+    """Each handler counted in ``grpc_server_started`` / ``grpc_server_handled`` (the
+    labels of py-grpc-prometheus, MLServer's interceptor), when metrics are on."""
+    if dataplane.metrics is None:
+        return mapping
+    from ..metrics import GRPC_HANDLED, GRPC_STARTED
+
+    def wrap(path: str, handler: Handler) -> Handler:
+        service, method = path.strip("/").rsplit("/", 1)
+        labels = (_GRPC_TYPES[handler.cardinality], service, method)
+        started = GRPC_STARTED.labels(*labels)
+        handled = {code: GRPC_HANDLED.labels(*labels, code.name) for code in Status}
+        fn = handler.func
+
+        async def func(stream: Stream[Any, Any]) -> None:
+            started.inc()
+            code = Status.UNKNOWN
+            try:
+                await fn(stream)
+                code = Status.OK
+            except GRPCError as exc:
+                code = exc.status
+                raise
+            except asyncio.CancelledError:
+                code = Status.CANCELLED
+                raise
+            finally:
+                handled[code].inc()
+
+        return handler._replace(func=func)
+
+    return {path: wrap(path, handler) for path, handler in mapping.items()}
