@@ -314,7 +314,6 @@ def counted(mapping: dict[str, Handler], dataplane: DataPlane) -> dict[str, Hand
         service, method = path.strip("/").rsplit("/", 1)
         labels = (_GRPC_TYPES[handler.cardinality], service, method)
         started = GRPC_STARTED.labels(*labels)
-        handled = {code: GRPC_HANDLED.labels(*labels, code.name) for code in Status}
         fn = handler.func
 
         async def func(stream: Stream[Any, Any]) -> None:
@@ -330,7 +329,7 @@ def counted(mapping: dict[str, Handler], dataplane: DataPlane) -> dict[str, Hand
                 code = Status.CANCELLED
                 raise
             finally:
-                handled[code].inc()
+                GRPC_HANDLED.labels(*labels, code.name).inc()
 
         return handler._replace(func=func)
 

@@ -322,9 +322,11 @@ class DataPlane:
                     ) as stream:
                         try:
                             yield stream
-                        finally:
-                            if stream.ended:
+                        except BaseException as exc:  # the transport left early...
+                            if exc is stream.failure:  # ...or passed the failure on (gRPC)
                                 outcome = outcome_of(stream.failure)
+                            raise
+                        outcome = outcome_of(stream.failure)
             finally:
                 if metrics is not None and meter is not None:
                     metrics.stream_closed(call.labels, meter, outcome)
