@@ -232,3 +232,51 @@ def test_gaps_counted_in_batches_land_in_the_right_buckets(monkeypatch: pytest.M
     assert value(f"{gap}_bucket", le="5.0") == 4
     assert value("streamwise_stream_time_to_first_response_seconds_count") == 1
     assert value("streamwise_stream_responses_total") == 5
+
+
+def scrape_sync(port: int) -> Samples:
+    r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+    assert r.status_code == 200
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(r.text)
+        for s in family.samples
+    }
+
+
+@pytest.mark.slow
+def test_workers_metrics_are_summed_and_outlive_a_worker(tmp_path: pathlib.Path) -> None:
+    """``--parallel-workers 2``: the supervisor serves the sum of both workers' counts, and
+    a worker killed and replaced keeps what it had counted."""
+    import os
+    import signal
+    import time
+
+    from tests.test_workers import served, whoami_repository
+
+    port = free_port()
+    with served(whoami_repository(tmp_path), "--metrics-port", str(port)) as server:
+        answered: set[int] = set()
+        calls = 0
+        while answered != server.workers() and calls < 200:
+            answered.add(server.pid_on_a_new_connection())
+            calls += 1
+        assert answered == server.workers()
+        model = {"model": "whoami"}
+        success = "model_infer_request_success_total"
+        assert delta({}, scrape_sync(port), success, **model) == calls
+
+        victim = next(iter(answered))
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not (len(server.workers()) == 2 and victim not in server.workers()):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        for _ in range(300):  # until the replacement is ready
+            try:
+                server.pid_on_a_new_connection()
+                break
+            except (AssertionError, httpx.TransportError):
+                time.sleep(0.1)
+        calls += 1
+        assert delta({}, scrape_sync(port), success, **model) == calls
