@@ -101,7 +101,7 @@ class _Channel:
             await self._stream.send_all(struct.pack("!I", len(data)) + data)
 
     async def receive(self) -> tuple[Any, ...] | None:
-        """The next message; None once the other end has closed."""
+        """The next message; None once the other end has closed (or died)."""
         while True:
             if len(self._buffer) >= 4:
                 (size,) = struct.unpack_from("!I", self._buffer)
@@ -109,7 +109,10 @@ class _Channel:
                     data = bytes(self._buffer[4 : 4 + size])
                     del self._buffer[: 4 + size]
                     return pickle.loads(data)  # type: ignore[no-any-return]
-            chunk = await self._stream.receive_some(65536)
+            try:
+                chunk = await self._stream.receive_some(65536)
+            except trio.BrokenResourceError:  # reset: it died with our message unread
+                return None
             if not chunk:
                 return None
             self._buffer += chunk
