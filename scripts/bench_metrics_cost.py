@@ -4,7 +4,7 @@
 
 Starts ``python -m src serve`` (the demo repository) twice, with metrics on (on a free
 port) and off (``STREAMWISE_METRICS_ENDPOINT=null``), and streams ``n`` tokens over SSE
-from each in turn, ``--rounds`` times, interleaved; prints the tokens per second of each
+from each in turn, ``--rounds`` times, interleaved (which goes first alternates); prints the tokens per second of each
 round and the ratio of the medians (docs/performance.md, "Metrics cost").
 """
 
@@ -66,8 +66,10 @@ def main() -> None:
             tokens_per_s(url, 1000)  # warm-up
         rates: dict[str, list[float]] = {"on": [], "off": []}
         cpu: dict[str, list[float]] = {"on": [], "off": []}
-        for _ in range(args.rounds):
-            for name, (process, url) in servers.items():
+        for round_ in range(args.rounds):
+            order = ["on", "off"] if round_ % 2 == 0 else ["off", "on"]  # no order effect
+            for name in order:
+                process, url = servers[name]
                 before = server_cpu_s(process.pid)
                 rates[name].append(tokens_per_s(url, args.n))
                 cpu[name].append((server_cpu_s(process.pid) - before) / args.n * 1e6)

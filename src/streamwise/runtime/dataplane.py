@@ -223,6 +223,7 @@ class DataPlane:
         transport: Transport = "rest",
     ) -> Call:
         """``transport``: the one the request came on, for the metrics' labels."""
+        slot: ModelSlot | None = None
         try:
             if self.draining:
                 raise ServerShuttingDown()
@@ -231,6 +232,8 @@ class DataPlane:
             self._check_capacity(slot)
         except StreamwiseError as exc:
             if self.metrics is not None:
+                if slot is not None:
+                    name, version = slot.name, slot.version
                 self.metrics.refused((name, version or "", transport), exc)
             raise
         self._validate(slot, request)
