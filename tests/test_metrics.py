@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pathlib
 import textwrap
+from typing import Any
 
 import httpx
 import pytest
@@ -153,6 +154,47 @@ async def test_grpc_unary_call(demo: ServerInfo) -> None:
     assert delta(before, after, "grpc_server_handled_total", grpc_code="OK", **rpc) == 1
     model = {"model": "identity", "version": "1"}
     assert delta(before, after, "model_infer_request_success_total", **model) == 1
+
+
+async def test_grpc_stream_failing_mid_stream(models: ServerInfo) -> None:
+    """A gRPC stream whose model fails: a model_error of transport grpc, its two responses,
+    and the RPC handled with INTERNAL."""
+    import grpc
+
+    from streamwise.types import InferenceRequest
+
+    request = InferenceRequest.model_validate(PROMPT)
+
+    def run(stub: Any) -> int:
+        got = 0
+        with pytest.raises(grpc.RpcError):
+            for _ in stub.ModelStreamInfer(iter([to_pb2(request, "fail-mid-stream")])):
+                got += 1
+        return got
+
+    before = await scrape(models)
+    assert await in_thread(models, run) == 2
+    after = await scrape(models)
+    labels = stream_labels("fail-mid-stream", "grpc")
+    ended = "streamwise_streams_ended_total"
+    assert delta(before, after, ended, outcome="model_error", **labels) == 1
+    assert delta(before, after, "streamwise_stream_responses_total", **labels) == 2
+    rpc = {"grpc_type": "BIDI_STREAM", "grpc_method": "ModelStreamInfer"}
+    assert delta(before, after, "grpc_server_handled_total", grpc_code="INTERNAL", **rpc) == 1
+
+
+async def test_stream_timeout(start_server: StartServer) -> None:
+    info = await start_server(TEST_MODELS, request_timeout_s=0.3)
+    before = await scrape(info)
+    async with httpx.AsyncClient() as client:
+        url = f"{info.http_url}/v2/models/slow-stream/generate_stream"
+        r = await client.post(url, json=PROMPT)
+    assert "event: error" in r.text
+    after = await scrape(info)
+    labels = stream_labels("slow-stream")
+    ended = "streamwise_streams_ended_total"
+    assert delta(before, after, ended, outcome="timeout", **labels) == 1
+    assert delta(before, after, ended, **labels) == 1
 
 
 LOGGING_MODEL = """
