@@ -308,6 +308,19 @@ def test_workers_metrics_are_summed_and_outlive_a_worker(tmp_path: pathlib.Path)
         success = "model_infer_request_success_total"
         assert delta({}, scrape_sync(port), success, **model) == calls
 
+        from tests.test_workers import stream_request
+
+        with httpx.Client(base_url=server.http, timeout=10) as client:
+            url = "/v2/models/whoami/generate_stream"
+            r = client.post(url, json=stream_request(3, 0.01))
+        assert r.text.count("data:") == 3
+        samples = scrape_sync(port)
+        labels = stream_labels("whoami")
+        assert delta({}, samples, "streamwise_stream_responses_total", **labels) == 3
+        assert delta({}, samples, "streamwise_stream_response_gap_seconds_count", **labels) == 2
+        assert delta({}, samples, "streamwise_streams_ended_total", outcome="completed") == 1
+        assert delta({}, samples, "streamwise_streams_open", **labels) == 0
+
         victim = next(iter(answered))
         os.kill(victim, signal.SIGKILL)
         deadline = time.monotonic() + 30

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Literal
@@ -281,7 +281,7 @@ async def serve_metrics(
     host: str,
     port: int,
     endpoint: str,
-    registry: CollectorRegistry | Callable[[], CollectorRegistry] = REGISTRY,
+    registry: CollectorRegistry = REGISTRY,
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -315,9 +315,8 @@ async def serve_metrics(
                 elif path != endpoint:
                     status, body, kind = b"404 Not Found", b"not found\n", b"text/plain"
                 else:
-                    chosen = registry() if callable(registry) else registry
                     status, kind = b"200 OK", CONTENT_TYPE_LATEST.encode()
-                    body = generate_latest(chosen)
+                    body = generate_latest(registry)
                 head_out = b"HTTP/1.1 %s\r\ncontent-type: %s\r\ncontent-length: %d\r\n" % (
                     status,
                     kind,
