@@ -117,7 +117,7 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
 
     http_port, grpc_port = _free_port(), _free_port()
     argv = [sys.executable, "-m", "src", "serve", str(REFERENCE_MODELS)]
-    argv += ["--http-port", str(http_port), "--grpc-port", str(grpc_port)]
+    argv += ["--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", "0"]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLSERVER_", "STREAMWISE_"))}
     log_path = request.getfixturevalue("tmp_path_factory").mktemp("server") / "server.log"
     with log_path.open("w+b") as log:

@@ -21,7 +21,9 @@ from tests.support.disconnects import disconnect_after_two_events, grpc_cancel_a
 
 async def main(tries: int) -> None:
     settings = load_settings(
-        TEST_MODELS, overrides={"http_port": 0, "grpc_port": 0, "log_level": "WARNING"}, environ={}
+        TEST_MODELS,
+        overrides={"http_port": 0, "grpc_port": 0, "metrics_port": 0, "log_level": "WARNING"},
+        environ={},
     )
     async with trio.open_nursery() as nursery:
         info = await nursery.start(serve, settings)

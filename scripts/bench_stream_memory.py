@@ -71,7 +71,13 @@ def _package(filename: str) -> str:
 async def main(kind: str, streams: int) -> None:
     settings = load_settings(
         TEST_MODELS,
-        overrides={"http_port": 0, "grpc_port": 0, "log_level": "WARNING", "gc_tuning": False},
+        overrides={
+            "http_port": 0,
+            "grpc_port": 0,
+            "metrics_port": 0,
+            "log_level": "WARNING",
+            "gc_tuning": False,
+        },
         environ={},
     )
     async with trio.open_nursery() as nursery:

@@ -648,7 +648,12 @@ async def run_slow_streams(server: Server, client: GrpcClient, args: argparse.Na
 
 # -- main -------------------------------------------------------------------------------
 async def main(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {"http_port": 0, "grpc_port": 0, "log_level": "WARNING"}
+    overrides: dict[str, Any] = {
+        "http_port": 0,
+        "grpc_port": 0,
+        "metrics_port": 0,
+        "log_level": "WARNING",
+    }
     if "model_max_concurrency" in Settings.model_fields:  # the limit must not be what we test
         overrides["model_max_concurrency"] = 2 * max(args.streams, 1)
     settings = load_settings(TEST_MODELS, overrides=overrides, environ={})

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import pathlib
 from typing import Any
 
@@ -16,6 +17,10 @@ from tests.support import DEMO, TEST_MODELS, StartServer
 hypothesis_settings.register_profile("streamwise", deadline=None)
 hypothesis_settings.load_profile("streamwise")
 
+# The servers that tests start in subprocesses (which inherit this environment) put their
+# metrics on a free port, not all on 8082 (in-process ones: start_server's metrics_port).
+os.environ.setdefault("STREAMWISE_METRICS_PORT", "0")
+
 
 @pytest.fixture
 def start_server(nursery: trio.Nursery) -> StartServer:
@@ -24,6 +29,7 @@ def start_server(nursery: trio.Nursery) -> StartServer:
     async def start(repository: pathlib.Path = DEMO, **overrides: Any) -> ServerInfo:
         overrides.setdefault("http_port", 0)
         overrides.setdefault("grpc_port", 0)
+        overrides.setdefault("metrics_port", 0)
         # a full collection and a freeze of pytest's whole heap per server: not in tests
         # (test_shutdown.py checks the tuning itself)
         overrides.setdefault("gc_tuning", False)

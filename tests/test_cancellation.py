@@ -62,7 +62,9 @@ def _task_count() -> int:
 
 
 async def test_embedded_server_stops_with_its_nursery_and_leaves_no_task() -> None:
-    settings = load_settings(DEMO, overrides={"http_port": 0, "grpc_port": 0}, environ={})
+    settings = load_settings(
+        DEMO, overrides={"http_port": 0, "grpc_port": 0, "metrics_port": 0}, environ={}
+    )
     before = _task_count()
     async with trio.open_nursery() as nursery:
         info = await nursery.start(serve, settings)
@@ -83,7 +85,9 @@ async def test_embedded_server_stops_with_its_nursery_and_leaves_no_task() -> No
 
 
 async def test_embedded_server_with_a_stream_open_stops_and_cancels_the_model() -> None:
-    settings = load_settings(TEST_MODELS, overrides={"http_port": 0, "grpc_port": 0}, environ={})
+    settings = load_settings(
+        TEST_MODELS, overrides={"http_port": 0, "grpc_port": 0, "metrics_port": 0}, environ={}
+    )
     rid = str(uuid.uuid4())
     before = _task_count()
     async with trio.open_nursery() as nursery:

@@ -87,6 +87,7 @@ def clean_environment(**extra: str) -> dict[str, str]:
     """This process's environment without any server or model setting of its own, this
     interpreter's folder first on PATH (``streamwise``, ``python``), and ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLSERVER_", "STREAMWISE_"))}
+    env["STREAMWISE_METRICS_PORT"] = "0"  # not 8082: tests never take fixed ports
     env["PATH"] = f"{pathlib.Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = os.pathsep.join(
         [str(ROOT / "src"), *filter(None, [os.environ.get("PYTHONPATH")])]

@@ -14,6 +14,8 @@ def test_public_api() -> None:
             "codecs",
             "errors",
             "load_settings",
+            "log",
+            "register",
             "serve",
             "types",
             "__version__",

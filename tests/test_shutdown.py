@@ -219,7 +219,9 @@ async def test_an_embedded_server_closes_its_clients_connections_when_it_stops()
     clients is left open. grpclib's close() cancels calls but leaves the connections to
     their clients (and Python 3.11's asyncio server too): an embedding application kept
     those sockets until it exited."""
-    settings = load_settings(MODELS, overrides={"http_port": 0, "grpc_port": 0}, environ={})
+    settings = load_settings(
+        MODELS, overrides={"http_port": 0, "grpc_port": 0, "metrics_port": 0}, environ={}
+    )
     async with trio.open_nursery() as nursery:
         info: ServerInfo = await nursery.start(serve, settings)
         assert info.grpc_port is not None
@@ -242,7 +244,9 @@ async def test_serving_tunes_the_collector_and_leaves_it_as_it_was() -> None:
     """``gc_tuning`` (the default): startup's objects frozen and the young generation
     collected less often while serving; the collector as it was once ``serve()`` returns."""
     before = gc.get_threshold()
-    settings = load_settings(MODELS, overrides={"http_port": 0, "grpc_port": 0}, environ={})
+    settings = load_settings(
+        MODELS, overrides={"http_port": 0, "grpc_port": 0, "metrics_port": 0}, environ={}
+    )
     async with trio.open_nursery() as nursery:
         info: ServerInfo = await nursery.start(serve, settings)
         serving = gc.get_threshold(), gc.get_freeze_count()
@@ -256,7 +260,9 @@ async def test_servers_overlapping_in_one_process_leave_the_collector_as_it_was(
     """A starts, B starts, A stops, B stops: the last one out restores what was there
     before the first one in."""
     before = gc.get_threshold()
-    settings = load_settings(MODELS, overrides={"http_port": 0, "grpc_port": 0}, environ={})
+    settings = load_settings(
+        MODELS, overrides={"http_port": 0, "grpc_port": 0, "metrics_port": 0}, environ={}
+    )
     async with trio.open_nursery() as outer:
         b_info: ServerInfo | None = None
         async with trio.open_nursery() as inner:

@@ -4,6 +4,7 @@ The public API is what this module exports; everything else is an implementation
 """
 
 from . import codecs, errors, types
+from .metrics import log, register
 from .model import MLModel
 from .server import ServerInfo, serve
 from .settings import ModelParameters, ModelSettings, Settings, load_settings
@@ -19,6 +20,8 @@ __all__ = [
     "codecs",
     "errors",
     "load_settings",
+    "log",
+    "register",
     "serve",
     "types",
     "__version__",

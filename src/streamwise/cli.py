@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--http-port", type=int, help="REST port (default 8080; 0 picks one)")
     serve.add_argument("--grpc-port", type=int, help="gRPC port (default 8081; 0 picks one)")
     serve.add_argument(
+        "--metrics-port",
+        type=int,
+        help="port of the Prometheus metrics (default 8082; 0 picks one)",
+    )
+    serve.add_argument(
         "--parallel-workers",
         type=_workers,
         metavar="N",
@@ -146,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "host": args.host,
         "http_port": args.http_port,
         "grpc_port": args.grpc_port,
+        "metrics_port": args.metrics_port,
         "log_level": args.log_level,
         "log_format": args.log_format,
         "parallel_workers": args.parallel_workers,

@@ -66,6 +66,9 @@ class ServerInfo:
     grpc_port: int | None
     """None when gRPC is switched off (``grpc_enabled``)."""
     dataplane: DataPlane
+    metrics_port: int | None = None
+    """The metrics listener's port; None when metrics are off (``metrics_endpoint`` null)
+    or served by a supervisor (``parallel_workers``)."""
 
     def shutdown(self) -> None:
         """Start a graceful shutdown: stop accepting, let calls in flight finish within
@@ -298,16 +301,18 @@ async def serve_on(
     grpc_socket: socket.socket | None = None,
     *,
     peers: Peers | None = None,
+    metrics_listener: bool = True,
     task_status: trio.TaskStatus[ServerInfo] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """:func:`serve` on listening sockets bound already (a worker's, shared with the
     others): REST on ``sockets``, gRPC on ``grpc_socket`` or on its own port; ``peers``
-    carries the repository API's loads and unloads to every worker."""
+    carries the repository API's loads and unloads to every worker; ``metrics_listener``
+    False: the metrics are recorded, and served by someone else (a worker's supervisor)."""
     from .rest import _hypercorn_guard
 
     _hypercorn_guard.install()
     try:
-        await _serve(settings, sockets, grpc_socket, peers, task_status)
+        await _serve(settings, sockets, grpc_socket, peers, metrics_listener, task_status)
     finally:
         for sock in sockets:
             sock.close()  # unless Hypercorn took them (detached): then a no-op
@@ -318,23 +323,26 @@ async def _serve(
     sockets: list[socket.socket],
     grpc_socket: socket.socket | None,
     peers: Peers | None,
+    metrics_listener: bool,
     task_status: trio.TaskStatus[ServerInfo],
 ) -> None:
     from .rest import WriteTimeout, create_app
     from .rest.access import AccessLog
     from .rest.gzip import GZip
+    from .rest.metrics import RestMetrics
 
     registry = ModelRegistry(find_model_settings(settings.model_repository_root))
-    for name in ("metrics_endpoint",):
-        if getattr(settings, name):
-            log.warning(
-                "setting %s=%r is accepted but not acted upon yet", name, getattr(settings, name)
-            )
 
     async with _bridge.open_loop() as aio:
         dataplane = DataPlane(settings, registry, Backends.on(aio), peers)
-        rest = create_app(dataplane)
-        app = WriteTimeout(GZip(rest) if settings.gzip_enabled else rest, settings.write_timeout_s)
+        rest_app: object = create_app(dataplane)
+        if settings.gzip_enabled:
+            rest_app = GZip(rest_app)
+        if dataplane.metrics is not None:
+            rest_app = RestMetrics(
+                rest_app, settings.metrics_rest_server_prefix, settings.root_path
+            )
+        app = WriteTimeout(rest_app, settings.write_timeout_s)
         logged = AccessLog(app, settings.root_path) if settings.access_log else app
         try:
             # Both transports stop (gRPC server closed, Hypercorn's nursery cancelled)
@@ -348,6 +356,14 @@ async def _serve(
                         open_grpc_server(dataplane, aio, grpc_socket)
                     )
                 grpc_port = grpc_server.port if grpc_server else None
+                metrics_port = None
+                if settings.metrics_endpoint and metrics_listener:
+                    from .metrics import serve_metrics
+
+                    metrics_port = await nursery.start(
+                        serve_metrics, settings.host, settings.metrics_port,
+                        settings.metrics_endpoint,
+                    )  # fmt: skip
                 stop_http, http_stopped = trio.Event(), trio.Event()
                 config = _hypercorn_config(settings, sockets)
                 binds = await nursery.start(
@@ -358,7 +374,9 @@ async def _serve(
                 await nursery.start(app.watch)
                 if settings.event_loop_watchdog_s is not None:
                     await nursery.start(watchdog.run, settings.event_loop_watchdog_s)
-                info = ServerInfo(settings.host, _bound_port(binds), grpc_port, dataplane)
+                info = ServerInfo(
+                    settings.host, _bound_port(binds), grpc_port, dataplane, metrics_port
+                )
                 if settings.load_models_at_startup:
                     await dataplane.loader.load_all()
                 dataplane.started.set()

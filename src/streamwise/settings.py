@@ -187,13 +187,15 @@ class Settings(_Frozen):
     gzip_enabled: bool = True
     """MLServer's: gzip a REST response of 1 KiB or more for a client that sends
     ``Accept-Encoding: gzip`` (never server-sent events). True, as MLServer."""
-    metrics_endpoint: str | None = None
-    """MLServer's: accepted, not acted upon yet; a value set (not null, 0 or false) is
-    logged at startup."""
-    metrics_port: int | None = None
-    """MLServer's: accepted so its files load, not acted upon."""
-    metrics_rest_server_prefix: str | None = None
-    """MLServer's: accepted so its files load, not acted upon."""
+    metrics_endpoint: str | None = "/metrics"
+    """Where Prometheus scrapes the metrics, on :attr:`metrics_port` (docs/observability.md);
+    None turns metrics off (nothing recorded, nothing listens)."""
+    metrics_port: int = Field(8082, ge=0, le=65535)
+    """The metrics listener's port (on :attr:`host`), apart from the REST port, as MLServer's;
+    0 picks a free one (``ServerInfo.metrics_port`` says which)."""
+    metrics_rest_server_prefix: str = "rest_server"
+    """The prefix of the REST request metrics (``rest_server_requests_total``...), as
+    MLServer's."""
     metrics_dir: str | None = None
     """MLServer's: accepted so its files load, not acted upon."""
     cors_settings: dict[str, Any] | None = None

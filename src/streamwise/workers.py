@@ -26,6 +26,12 @@ supervisor alone, and a worker whose supervisor is gone (its channel closes) dra
 State is per worker: models, limits (``model_max_concurrency`` is per worker), health.
 A load or unload through the repository API is run by every worker before it is
 answered, and a worker started later replays them, so the index tells one story.
+
+Metrics (docs/observability.md) are the supervisor's to serve: it makes a fresh folder for
+prometheus_client's multiprocess mode, where every worker writes its values
+(``PROMETHEUS_MULTIPROC_DIR`` in their environment), and answers ``metrics_endpoint`` on
+``metrics_port`` with their sum. A worker that exits is marked dead there: its live gauges
+go, its counts stay (a replacement's add to them).
 """
 
 from __future__ import annotations
@@ -34,10 +40,12 @@ import errno
 import logging
 import os
 import pickle
+import shutil
 import signal
 import socket
 import struct
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
@@ -94,7 +102,7 @@ class _Channel:
             await self._stream.send_all(struct.pack("!I", len(data)) + data)
 
     async def receive(self) -> tuple[Any, ...] | None:
-        """The next message; None once the other end has closed."""
+        """The next message; None once the other end has closed (or died)."""
         while True:
             if len(self._buffer) >= 4:
                 (size,) = struct.unpack_from("!I", self._buffer)
@@ -104,7 +112,7 @@ class _Channel:
                     return pickle.loads(data)  # type: ignore[no-any-return]
             try:
                 chunk = await self._stream.receive_some(65536)
-            except trio.BrokenResourceError:  # reset: the other end died
+            except trio.BrokenResourceError:  # reset: it died with our message unread
                 return None
             if not chunk:
                 return None
@@ -151,6 +159,8 @@ class SupervisorInfo:
     grpc_port: int | None
     workers: int
     _supervisor: _Supervisor
+    metrics_port: int | None = None
+    """Where the supervisor serves the workers' metrics; None when they are off."""
 
     @property
     def http_url(self) -> str:
@@ -198,9 +208,11 @@ class _Job:
 
 
 class _Supervisor:
-    def __init__(self, settings: Settings, workers: int) -> None:
+    def __init__(self, settings: Settings, workers: int, metrics_dir: str | None = None) -> None:
         self.settings = settings
         self.workers = workers
+        self.metrics_dir = metrics_dir
+        """prometheus_client's multiprocess folder; None when metrics are off."""
         self.links: dict[int, _Link] = {}
         self.stop_requested = trio.Event()
         self.replay: dict[str, RepositoryOp] = {}
@@ -244,7 +256,10 @@ class _Supervisor:
             log.error(
                 "worker %d exited with status %s: starting another in %g s", index, code, pause
             )
-            await trio.sleep(pause)
+            with trio.move_on_after(pause):
+                await self.stop_requested.wait()
+            if self.stopping:  # during the pause: the ports may be closed already
+                return
             pause = min(pause * 2, RESTART_PAUSE_MAX_S)
 
     async def _run(
@@ -261,7 +276,7 @@ class _Supervisor:
                     [sys.executable, "-c", WORKER_MAIN, str(theirs.fileno())],
                     pass_fds=fds,
                     start_new_session=True,  # a terminal's Ctrl-C: for the supervisor only
-                    env=_worker_environment(),
+                    env=_worker_environment(self.metrics_dir),
                 )
             finally:
                 theirs.close()
@@ -280,6 +295,10 @@ class _Supervisor:
                     nursery.start_soon(self._listen, link, first_ready)
                     code = await process.wait()
                     nursery.cancel_scope.cancel()
+                if self.metrics_dir is not None:
+                    from prometheus_client import multiprocess
+
+                    multiprocess.mark_process_dead(process.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
                 return code
             finally:
                 if self.links.get(index) is link:
@@ -346,12 +365,17 @@ def _with_replay(
     return WorkerConfig(config.index, config.settings, config.rest_fds, config.grpc_fd, replay)
 
 
-def _worker_environment() -> dict[str, str]:
+def _worker_environment(metrics_dir: str | None = None) -> dict[str, str]:
     """This process's environment, with the folder ``streamwise`` was imported from first
-    on the workers' ``PYTHONPATH`` (``python -m src`` from a checkout installs nothing)."""
+    on the workers' ``PYTHONPATH`` (``python -m src`` from a checkout installs nothing), and
+    ``metrics_dir`` as prometheus_client's multiprocess folder."""
     package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     paths = [package_parent, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-    return dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    if metrics_dir is not None:
+        env["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    return env
 
 
 def _grpc_socket(settings: Settings) -> socket.socket:
@@ -380,6 +404,7 @@ async def supervise(
     find_model_settings(settings.model_repository_root)  # a ConfigError here, once, plainly
     rest = _server.rest_sockets(settings)
     grpc = None
+    metrics_dir = None
     try:
         for sock in rest:
             sock.listen(BACKLOG)
@@ -393,35 +418,67 @@ async def supervise(
         def config(index: int) -> WorkerConfig:
             return WorkerConfig(index, shared, fds, grpc_fd, ())
 
-        supervisor = _Supervisor(shared, workers)
+        if settings.metrics_endpoint:
+            metrics_dir = tempfile.mkdtemp(prefix="streamwise-metrics-")
+        supervisor = _Supervisor(shared, workers, metrics_dir)
         first_ready = trio.Event()
-        async with trio.open_nursery() as nursery:
-            for index in range(workers):
-                nursery.start_soon(supervisor.keep, index, config, first_ready)
-            while not (
-                len(supervisor.links) == workers
-                and all(link.ready.is_set() for link in supervisor.links.values())
-            ):
-                if supervisor.stopping:
-                    break
-                await trio.sleep(0.05)
-            first_ready.set()
-            info = SupervisorInfo(settings.host, http_port, grpc_port, workers, supervisor)
-            log.info(
-                "streamwise %s serving with %d worker processes on %s, gRPC on port %s",
-                settings.version,
-                workers,
-                info.http_url,
-                grpc_port,
-            )
-            task_status.started(info)
-            await supervisor.stop_requested.wait()
-            # no new worker from here on: the ports close once the workers stop accepting
-            for sock in (*rest, *((grpc,) if grpc is not None else ())):
-                sock.close()
+        async with trio.open_nursery() as listener:
+            metrics_port = None
+            if settings.metrics_endpoint and metrics_dir is not None:
+                metrics_port = await listener.start(
+                    _serve_workers_metrics, settings.host, settings.metrics_port,
+                    settings.metrics_endpoint, metrics_dir,
+                )  # fmt: skip
+            async with trio.open_nursery() as nursery:
+                for index in range(workers):
+                    nursery.start_soon(supervisor.keep, index, config, first_ready)
+                while not (
+                    len(supervisor.links) == workers
+                    and all(link.ready.is_set() for link in supervisor.links.values())
+                ):
+                    if supervisor.stopping:
+                        break
+                    await trio.sleep(0.05)
+                first_ready.set()
+                info = SupervisorInfo(
+                    settings.host, http_port, grpc_port, workers, supervisor, metrics_port
+                )
+                log.info(
+                    "streamwise %s serving with %d worker processes on %s, gRPC on port %s",
+                    settings.version,
+                    workers,
+                    info.http_url,
+                    grpc_port,
+                )
+                task_status.started(info)
+                await supervisor.stop_requested.wait()
+                # no new worker from here on: the ports close once the workers stop accepting
+                for sock in (*rest, *((grpc,) if grpc is not None else ())):
+                    sock.close()
+            listener.cancel_scope.cancel()  # the workers have exited
     finally:
         for sock in (*rest, *((grpc,) if grpc is not None else ())):
             sock.close()
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+async def _serve_workers_metrics(
+    host: str,
+    port: int,
+    endpoint: str,
+    metrics_dir: str,
+    *,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The sum of the workers' metrics (prometheus_client's multiprocess collector)."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    from .metrics import serve_metrics
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=metrics_dir)  # type: ignore[no-untyped-call]
+    await serve_metrics(host, port, endpoint, registry, task_status=task_status)
 
 
 # -- a worker ------------------------------------------------------------------------------
@@ -494,7 +551,9 @@ async def _worker(fd: int) -> None:
     peers = _WorkerPeers(channel)
 
     async def run(*, task_status: trio.TaskStatus[_server.ServerInfo]) -> None:
-        await _server.serve_on(settings, rest, grpc, peers=peers, task_status=task_status)
+        await _server.serve_on(
+            settings, rest, grpc, peers=peers, metrics_listener=False, task_status=task_status
+        )
 
     async def started(info: _server.ServerInfo) -> None:
         await _replay(info.dataplane, config.replay)

@@ -41,6 +41,8 @@ def served_in_subprocess(repository: pathlib.Path | None) -> Iterator[tuple[int,
         str(http_port),
         "--grpc-port",
         str(grpc_port),
+        "--metrics-port",
+        "0",
     ] + ([str(repository)] if repository else [])
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -185,7 +185,7 @@ class InferenceService:
             SERVICE + "ModelStreamInfer": Handler(self.model_stream_infer, Cardinality.STREAM_STREAM, pb.ModelInferRequest, pb.ModelInferResponse),
             **repository_mapping(SERVICE, pb, self.dataplane, self.aio),
         }  # fmt: skip
-        return _access_logged(mapping, self.dataplane.settings.access_log)
+        return counted(_access_logged(mapping, self.dataplane.settings.access_log), self.dataplane)
 
     # -- health and metadata (no model call: answered on the asyncio side) --
     @_grpc_errors
@@ -255,7 +255,10 @@ class InferenceService:
     ) -> tuple[bytes, Any]:
         request, raw = request_from_proto(msg, checked=True)
         call = self.dataplane.prepare(
-            msg.model_name, msg.model_version or None, _with_headers(request, stream.metadata)
+            msg.model_name,
+            msg.model_version or None,
+            _with_headers(request, stream.metadata),
+            "grpc",
         )
         _note(stream, msg.model_name, call.request_id)
         response = await self.dataplane.infer(call)
@@ -274,7 +277,10 @@ class InferenceService:
     async def _stream(self, stream: Stream[Any, Any], first: pb.ModelInferRequest) -> None:
         request, raw = request_from_proto(first, checked=True)
         call = self.dataplane.prepare(
-            first.model_name, first.model_version or None, _with_headers(request, stream.metadata)
+            first.model_name,
+            first.model_version or None,
+            _with_headers(request, stream.metadata),
+            "grpc",
         )
         _note(stream, first.model_name, call.request_id)
         requests = Requests(call.request, self._more(call, first, stream), on="asyncio")
@@ -354,4 +360,45 @@ class RepositoryService:
 
     def __mapping__(self) -> dict[str, Handler]:
         mapping = repository_mapping(REPOSITORY_SERVICE, repo_pb, self.dataplane, self.aio)
-        return _access_logged(mapping, self.dataplane.settings.access_log)
+        return counted(_access_logged(mapping, self.dataplane.settings.access_log), self.dataplane)
+
+
+_GRPC_TYPES = {
+    Cardinality.UNARY_UNARY: "UNARY",
+    Cardinality.UNARY_STREAM: "SERVER_STREAM",
+    Cardinality.STREAM_UNARY: "CLIENT_STREAM",
+    Cardinality.STREAM_STREAM: "BIDI_STREAM",
+}
+
+
+def counted(mapping: dict[str, Handler], dataplane: DataPlane) -> dict[str, Handler]:
+    """Each handler counted in ``grpc_server_started`` / ``grpc_server_handled`` (the
+    labels of py-grpc-prometheus, MLServer's interceptor), when metrics are on."""
+    if dataplane.metrics is None:
+        return mapping
+    from ..metrics import GRPC_HANDLED, GRPC_STARTED
+
+    def wrap(path: str, handler: Handler) -> Handler:
+        service, method = path.strip("/").rsplit("/", 1)
+        labels = (_GRPC_TYPES[handler.cardinality], service, method)
+        started = GRPC_STARTED.labels(*labels)
+        fn = handler.func
+
+        async def func(stream: Stream[Any, Any]) -> None:
+            started.inc()
+            code = Status.UNKNOWN
+            try:
+                await fn(stream)
+                code = Status.OK
+            except GRPCError as exc:
+                code = exc.status
+                raise
+            except asyncio.CancelledError:
+                code = Status.CANCELLED
+                raise
+            finally:
+                GRPC_HANDLED.labels(*labels, code.name).inc()
+
+        return handler._replace(func=func)
+
+    return {path: wrap(path, handler) for path, handler in mapping.items()}

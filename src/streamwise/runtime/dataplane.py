@@ -15,6 +15,7 @@ and which touches only its call. Where a model runs is its backend's business
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -31,6 +32,7 @@ from ..errors import (
     ServerShuttingDown,
     StreamwiseError,
 )
+from ..metrics import Metrics, StreamMeter, Transport, model_context, outcome_of
 from ..model import MLModel
 from ..protocol.validation import validate_request
 from ..registry import ModelRegistry, ModelSlot, ModelState
@@ -87,6 +89,12 @@ class Call:
     """Requested output names to keep, when the request names some. A response holding
     none of them is left whole: the model ignored the names, and dropping everything it
     said would lose data."""
+    transport: Transport = "rest"
+
+    @property
+    def labels(self) -> tuple[str, str, str]:
+        """The metrics' model, version and transport labels."""
+        return self.slot.name, self.slot.version or "", self.transport
 
     def stamp(self, response: InferenceResponse) -> InferenceResponse:
         response.id = self.request_id
@@ -128,6 +136,8 @@ class DataPlane:
         """New requests are refused (503 / UNAVAILABLE); those in flight go on."""
         self._guards: set[Guard] = set()
         self._idle = trio.Event()
+        self.metrics = Metrics() if settings.metrics_endpoint else None
+        """None: metrics are off (``metrics_endpoint`` null)."""
 
     # -- draining --
     @property
@@ -156,9 +166,14 @@ class DataPlane:
         """The call's guard; it is counted from here until it ends. Checked again here,
         with no checkpoint before the count: a call prepared while room was left may
         start when there is none (SSE streams start once their response is under way)."""
-        if self.draining:
-            raise ServerShuttingDown()
-        self._check_capacity(call.slot)
+        try:
+            if self.draining:
+                raise ServerShuttingDown()
+            self._check_capacity(call.slot)
+        except StreamwiseError as exc:
+            if self.metrics is not None:
+                self.metrics.refused(call.labels, exc)
+            raise
         timeout = call.slot.settings.request_timeout_s or self.settings.request_timeout_s
         scope = trio.CancelScope()
         if timeout is not None:
@@ -200,15 +215,30 @@ class DataPlane:
         return self.registry.find(name, version)
 
     # -- inference --
-    def prepare(self, name: str, version: str | None, request: InferenceRequest) -> Call:
-        if self.draining:
-            raise ServerShuttingDown()
-        slot = self.registry.find(name, version)
-        slot.check_ready()  # 503 before anything else is done
-        self._check_capacity(slot)
+    def prepare(
+        self,
+        name: str,
+        version: str | None,
+        request: InferenceRequest,
+        transport: Transport = "rest",
+    ) -> Call:
+        """``transport``: the one the request came on, for the metrics' labels."""
+        slot: ModelSlot | None = None
+        try:
+            if self.draining:
+                raise ServerShuttingDown()
+            slot = self.registry.find(name, version)
+            slot.check_ready()  # 503 before anything else is done
+            self._check_capacity(slot)
+        except StreamwiseError as exc:
+            if self.metrics is not None:
+                if slot is not None:
+                    name, version = slot.name, slot.version
+                self.metrics.refused((name, version or "", transport), exc)
+            raise
         self._validate(slot, request)
         keep = frozenset(o.name for o in request.outputs) if request.outputs else None
-        return Call(slot, request, request.id or str(uuid.uuid4()), keep)
+        return Call(slot, request, request.id or str(uuid.uuid4()), keep, transport)
 
     def _check_capacity(self, slot: ModelSlot) -> None:
         limit = slot.settings.max_concurrency or self.settings.model_max_concurrency
@@ -233,7 +263,26 @@ class DataPlane:
         return request
 
     async def infer(self, call: Call) -> InferenceResponse:
-        with self._guarded(call) as guard, call.model() as model:
+        metrics = self.metrics
+        if metrics is None:
+            return await self._infer(call)
+        with self._guarded(call) as guard:
+            started = time.monotonic()
+            ok = False
+            try:
+                response = await self._infer(call, guard)
+                ok = True
+                return response
+            finally:
+                name, version, _ = call.labels
+                metrics.unary(name, version, time.monotonic() - started, ok)
+
+    async def _infer(self, call: Call, guard: Guard | None = None) -> InferenceResponse:
+        with (
+            self._guarded(call) if guard is None else _given(guard) as guard,
+            call.model() as model,
+            model_context(*call.labels[:2]),
+        ):
             with guard.scope:
                 return call.stamp(await calls.infer(self.backends.of(model), model, call.request))
             raise guard.failure()  # the scope was cancelled: timeout or shutdown
@@ -249,20 +298,41 @@ class DataPlane:
         in batches, then ``stream.failure``. ``requests``: a bidirectional stream's (its
         first is ``call.request``); else ``call.request`` alone."""
         stamp = call.stamp
+        metrics = self.metrics
+        meter: StreamMeter | None = None
 
         def finish(response: InferenceResponse) -> T:
             return encode(stamp(response))
 
+        def finish_metered(response: InferenceResponse) -> T:
+            seen()
+            return encode(stamp(response))
+
         with self._guarded(call) as guard, call.model() as model:
-            async with open_stream(
-                self.backends.of(model),
-                model,
-                requests or Requests(call.request),
-                finish,
-                guard,
-                buffer=self.settings.stream_buffer_size,
-            ) as stream:
-                yield stream
+            if metrics is not None:
+                meter = metrics.stream_opened(call.labels)
+                seen = meter.seen
+            outcome = "client_disconnect"
+            try:
+                with model_context(*call.labels[:2]):  # the pump task copies the context
+                    async with open_stream(
+                        self.backends.of(model),
+                        model,
+                        requests or Requests(call.request),
+                        finish if meter is None else finish_metered,
+                        guard,
+                        buffer=self.settings.stream_buffer_size,
+                    ) as stream:
+                        try:
+                            yield stream
+                        except BaseException as exc:  # the transport left early...
+                            if exc is stream.failure:  # ...or passed the failure on (gRPC)
+                                outcome = outcome_of(stream.failure)
+                            raise
+                        outcome = outcome_of(stream.failure)
+            finally:
+                if metrics is not None and meter is not None:
+                    metrics.stream_closed(call.labels, meter, outcome)
 
     # -- repository --
     def repository_index(self, ready: bool | None = None) -> list[RepositoryIndexResponseItem]:
@@ -339,3 +409,8 @@ class DataPlane:
                 await self.loader.load(slot)
             else:
                 await self.loader.unload(slot)
+
+
+@contextmanager
+def _given(guard: Guard) -> Iterator[Guard]:
+    yield guard

@@ -108,6 +108,11 @@ class Stream(Generic[T]):
         return batch
 
     @property
+    def ended(self) -> bool:
+        """The model's stream is over (to its end, or failed): ``take`` has nothing more."""
+        return self._handoff.ended
+
+    @property
     def failure(self) -> StreamwiseError | None:
         """Why the stream ended early (the model failed, timed out, the server is shutting
         down), once ``take`` has returned ``[]``; None for a clean end."""
