@@ -259,6 +259,7 @@ class InferenceService:
             msg.model_version or None,
             _with_headers(request, stream.metadata),
             "grpc",
+            stream.metadata,
         )
         _note(stream, msg.model_name, call.request_id)
         response = await self.dataplane.infer(call)
@@ -281,6 +282,7 @@ class InferenceService:
             first.model_version or None,
             _with_headers(request, stream.metadata),
             "grpc",
+            stream.metadata,
         )
         _note(stream, first.model_name, call.request_id)
         requests = Requests(call.request, self._more(call, first, stream), on="asyncio")

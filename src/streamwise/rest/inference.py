@@ -127,7 +127,7 @@ class InferenceRoutes:
         except _Gone:
             return
         try:
-            call = self.dataplane.prepare(name, version, _parse(body))
+            call = self.dataplane.prepare(name, version, _parse(body), headers=scope["headers"])
         except StreamwiseError as exc:
             await _send_json(send, *_answer_for(exc))
             return

@@ -20,10 +20,11 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import trio
 
+from .. import tracing
 from ..errors import (
     ConfigError,
     InvalidRequest,
@@ -90,6 +91,8 @@ class Call:
     none of them is left whole: the model ignored the names, and dropping everything it
     said would lose data."""
     transport: Transport = "rest"
+    context: Any = None
+    """The client's trace context (W3C ``traceparent``), when tracing is on."""
 
     @property
     def labels(self) -> tuple[str, str, str]:
@@ -221,8 +224,11 @@ class DataPlane:
         version: str | None,
         request: InferenceRequest,
         transport: Transport = "rest",
+        headers: Any = None,
     ) -> Call:
-        """``transport``: the one the request came on, for the metrics' labels."""
+        """``transport``: the one the request came on, for the metrics' labels.
+        ``headers``: the request's (an ASGI scope's, or gRPC metadata), read for its trace
+        context only when tracing is on."""
         slot: ModelSlot | None = None
         try:
             if self.draining:
@@ -238,7 +244,10 @@ class DataPlane:
             raise
         self._validate(slot, request)
         keep = frozenset(o.name for o in request.outputs) if request.outputs else None
-        return Call(slot, request, request.id or str(uuid.uuid4()), keep, transport)
+        context = (
+            tracing.extract(headers) if headers is not None and tracing.tracer is not None else None
+        )
+        return Call(slot, request, request.id or str(uuid.uuid4()), keep, transport, context)
 
     def _check_capacity(self, slot: ModelSlot) -> None:
         limit = slot.settings.max_concurrency or self.settings.model_max_concurrency
@@ -263,6 +272,19 @@ class DataPlane:
         return request
 
     async def infer(self, call: Call) -> InferenceResponse:
+        if tracing.tracer is None:
+            return await self._infer_metered(call)
+        span = tracing.start("infer", call.labels, call.request_id, call.context)
+        try:
+            response = await self._infer_metered(call)
+        except BaseException as exc:
+            outcome, detail = _outcome_of_exception(exc)
+            tracing.end(span, outcome, detail=detail)
+            raise
+        tracing.end(span, tracing.COMPLETED)
+        return response
+
+    async def _infer_metered(self, call: Call) -> InferenceResponse:
         metrics = self.metrics
         if metrics is None:
             return await self._infer(call)
@@ -300,39 +322,59 @@ class DataPlane:
         stamp = call.stamp
         metrics = self.metrics
         meter: StreamMeter | None = None
+        traced: tracing.StreamSpan | None = None
+        seen: Callable[[], None] | None = None
 
         def finish(response: InferenceResponse) -> T:
             return encode(stamp(response))
 
-        def finish_metered(response: InferenceResponse) -> T:
-            seen()
+        def finish_seen(response: InferenceResponse) -> T:
+            seen()  # type: ignore[misc]
             return encode(stamp(response))
 
-        with self._guarded(call) as guard, call.model() as model:
-            if metrics is not None:
-                meter = metrics.stream_opened(call.labels)
-                seen = meter.seen
-            outcome = "client_disconnect"
-            try:
-                with model_context(*call.labels[:2]):  # the pump task copies the context
-                    async with open_stream(
-                        self.backends.of(model),
-                        model,
-                        requests or Requests(call.request),
-                        finish if meter is None else finish_metered,
-                        guard,
-                        buffer=self.settings.stream_buffer_size,
-                    ) as stream:
-                        try:
-                            yield stream
-                        except BaseException as exc:  # the transport left early...
-                            if exc is stream.failure:  # ...or passed the failure on (gRPC)
-                                outcome = outcome_of(stream.failure)
-                            raise
-                        outcome = outcome_of(stream.failure)
-            finally:
-                if metrics is not None and meter is not None:
-                    metrics.stream_closed(call.labels, meter, outcome)
+        if tracing.tracer is not None:
+            span = tracing.start("infer_stream", call.labels, call.request_id, call.context)
+            traced = tracing.StreamSpan(span)
+        outcome = "client_disconnect"
+        failure: BaseException | None = None
+        opened = False
+        try:
+            with self._guarded(call) as guard, call.model() as model:
+                opened = True
+                if metrics is not None:
+                    meter = metrics.stream_opened(call.labels)
+                    seen = meter.seen
+                if traced is not None and traced.span.is_recording():
+                    seen = traced.seen if seen is None else _both(seen, traced.seen)
+                try:
+                    with model_context(*call.labels[:2]):  # the pump task copies the context
+                        async with open_stream(
+                            self.backends.of(model),
+                            model,
+                            requests or Requests(call.request),
+                            finish if seen is None else finish_seen,
+                            guard,
+                            buffer=self.settings.stream_buffer_size,
+                        ) as stream:
+                            try:
+                                yield stream
+                            except BaseException as exc:  # the transport left early...
+                                if exc is stream.failure:  # ...or passed the failure on
+                                    outcome = outcome_of(stream.failure)
+                                    failure = exc
+                                raise
+                            outcome = outcome_of(stream.failure)
+                            failure = stream.failure
+                finally:
+                    if metrics is not None and meter is not None:
+                        metrics.stream_closed(call.labels, meter, outcome)
+        except StreamwiseError as exc:
+            if not opened:  # refused before the model's stream started
+                outcome, failure = outcome_of(exc), exc
+            raise
+        finally:
+            if traced is not None:
+                traced.close(outcome, None if failure is None else str(failure))
 
     # -- repository --
     def repository_index(self, ready: bool | None = None) -> list[RepositoryIndexResponseItem]:
@@ -414,3 +456,20 @@ class DataPlane:
 @contextmanager
 def _given(guard: Guard) -> Iterator[Guard]:
     yield guard
+
+
+def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
+    def both() -> None:
+        first()
+        second()
+
+    return both
+
+
+def _outcome_of_exception(exc: BaseException) -> tuple[str, str | None]:
+    """A unary call's outcome (as a stream's, :func:`~..metrics.outcome_of`) and message."""
+    if isinstance(exc, StreamwiseError):
+        return outcome_of(exc), str(exc)
+    if isinstance(exc, Exception):
+        return "model_error", f"{type(exc).__name__}: {exc}"
+    return "client_disconnect", None  # cancelled: the client went away
