@@ -31,7 +31,7 @@ WORKDIR /mnt/models
 # defaults (8080 REST, 8081 gRPC) unless the environment says otherwise
 # (MLSERVER_HTTP_PORT / STREAMWISE_HTTP_PORT, ...), so an orchestrator's MLSERVER_* apply.
 ENV STREAMWISE_HOST=0.0.0.0
-EXPOSE 8080 8081
+EXPOSE 8080 8081 8082
 
 # Ready: at least one model loaded (docs/running.md, "Readiness"). slim has no curl.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \

@@ -1,40 +1,52 @@
-"""What the metrics cost a fast stream: the demo's token-streamer, metrics on and off.
+"""What observability costs streams: two servers, everything on and everything off, in turn.
 
-    python -m scripts.bench_metrics_cost [-n 20000] [--rounds 3]
+    python -m scripts.bench_metrics_cost [-n 20000] [--streams 1,10,100] [--rounds 8]
+        [--repository DIR] [--model NAME] [--metrics-only] [--grpc]
 
-Starts ``python -m src serve`` (the demo repository) twice, with metrics on (on a free
-port) and off (``STREAMWISE_METRICS_ENDPOINT=null``), and streams ``n`` tokens over SSE
-from each in turn, ``--rounds`` times, interleaved (which goes first alternates); prints the tokens per second of each
-round and the ratio of the medians (docs/performance.md, "Metrics cost").
+Starts ``python -m src serve`` twice on the same model repository (default: the demo's):
+"on" with the defaults (metrics on a free port, the access log on) and "off"
+(``STREAMWISE_METRICS_ENDPOINT=null STREAMWISE_ACCESS_LOG=false``; with
+``--metrics-only`` the access log stays on in both). Then, for each count of concurrent
+streams C and each round, streams ``n`` tokens in all (C streams of n/C) from each server
+in turn, which goes first alternating, with ``streamwise bench`` as the client (its raw,
+cheap client: the same for both). Prints, per C, the server's CPU per token and the tokens
+per second of every round, and the ratios of the medians on / off (docs/performance.md,
+"Observability cost").
+
+Both servers stay up for the whole run, so both see the same machine; on a machine shared
+with other work the rounds spread, and only many rounds say anything below 10%.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import httpx
 
-from scripts.bench_stream_start import server_cpu_s
 from tests.support import ROOT, free_port
 
+OFF = {"STREAMWISE_METRICS_ENDPOINT": "null", "STREAMWISE_ACCESS_LOG": "false"}
 
-def start(metrics: bool) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = dict(os.environ, STREAMWISE_METRICS_PORT="0", STREAMWISE_LOG_LEVEL="WARNING")
-    if not metrics:
-        env["STREAMWISE_METRICS_ENDPOINT"] = "null"
-    argv = [sys.executable, "-m", "src", "serve", "--http-port", str(port), "--grpc-port", "0"]
-    process = subprocess.Popen(argv, cwd=ROOT, env=env)
+
+def start(env_extra: dict[str, str], repository: str) -> tuple[subprocess.Popen[bytes], str, str]:
+    port, grpc_port = free_port(), free_port()
+    env = dict(os.environ, STREAMWISE_METRICS_PORT="0", **env_extra)
+    argv = [sys.executable, "-m", "src", "serve", repository]
+    argv += ["--http-port", str(port), "--grpc-port", str(grpc_port)]
+    # the access log goes to stderr: to /dev/null here, as a log shipper would take it
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
             if httpx.get(f"{url}/v2/health/ready").status_code == 200:
-                return process, url
+                return process, url, f"127.0.0.1:{grpc_port}"
         except httpx.TransportError:
             pass
         time.sleep(0.1)
@@ -42,50 +54,67 @@ def start(metrics: bool) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("the server did not start")
 
 
-def tokens_per_s(url: str, n: int) -> float:
-    body = {"inputs": [{"name": "n", "shape": [1], "datatype": "INT64", "data": [n]}]}
-    started = time.perf_counter()
-    seen = 0
-    with httpx.stream(
-        "POST", f"{url}/v2/models/token-streamer/generate_stream", json=body, timeout=120
-    ) as r:
-        for chunk in r.iter_bytes():
-            seen += chunk.count(b"data:")
-    assert seen == n, seen
-    return n / (time.perf_counter() - started)
+def run(
+    process: subprocess.Popen[bytes], url: str, grpc: str | None, model: str, n: int, streams: int
+) -> tuple[float, float]:
+    """Tokens per second, and the server's CPU per token in microseconds."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        argv = [sys.executable, "-m", "src", "bench", url, "--model", model]
+        argv += ["--input", f"n={n // streams}", "--concurrency", str(streams)]
+        argv += ["--requests", str(streams), "--duration", "600", "--quiet"]
+        argv += ["--server-pid", str(process.pid), "--json", out.name]
+        if grpc:
+            argv += ["--mode", "grpc-stream", "--grpc", grpc]
+        subprocess.run(argv, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        [level] = json.load(out)["levels"]
+    tokens = level["responses"]
+    if tokens != n // streams * streams or level["error_count"]:
+        raise SystemExit(f"{tokens} tokens, errors {level['errors']}")
+    return level["responses_per_s"], level["server_cpu_s"] / tokens * 1e6
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("-n", type=int, default=20000)
+    parser.add_argument("-n", type=int, default=20000, help="tokens per round, all streams")
+    parser.add_argument("--streams", default="1", help="concurrent streams, e.g. 1,10,100")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--repository", default=str(ROOT / "src" / "streamwise" / "demo"))
+    parser.add_argument("--model", default="token-streamer", help="streams input n tokens")
+    parser.add_argument("--metrics-only", action="store_true", help="access log on in both")
+    parser.add_argument("--grpc", action="store_true", help="gRPC ModelStreamInfer, not SSE")
     args = parser.parse_args()
-    servers = {"on": start(True), "off": start(False)}
+    off = {"STREAMWISE_METRICS_ENDPOINT": "null"} if args.metrics_only else OFF
+    servers = {"on": start({}, args.repository), "off": start(off, args.repository)}
     try:
-        for _, url in servers.values():
-            tokens_per_s(url, 1000)  # warm-up
-        rates: dict[str, list[float]] = {"on": [], "off": []}
-        cpu: dict[str, list[float]] = {"on": [], "off": []}
-        for round_ in range(args.rounds):
-            order = ["on", "off"] if round_ % 2 == 0 else ["off", "on"]  # no order effect
-            for name in order:
-                process, url = servers[name]
-                before = server_cpu_s(process.pid)
-                rates[name].append(tokens_per_s(url, args.n))
-                cpu[name].append((server_cpu_s(process.pid) - before) / args.n * 1e6)
-        for name in rates:
+        for process, url, grpc in servers.values():  # warm-up
+            run(process, url, grpc if args.grpc else None, args.model, 1000, 1)
+        for streams in (int(c) for c in args.streams.split(",")):
+            rates: dict[str, list[float]] = {"on": [], "off": []}
+            cpu: dict[str, list[float]] = {"on": [], "off": []}
+            for round_ in range(args.rounds):
+                for name in ["on", "off"] if round_ % 2 == 0 else ["off", "on"]:
+                    process, url, grpc = servers[name]
+                    rate, us = run(process, url, grpc if args.grpc else None, args.model,
+                                   args.n, streams)
+                    rates[name].append(rate)
+                    cpu[name].append(us)
+            for name in rates:
+                print(
+                    f"{streams} stream(s), observability {name}: "
+                    + ", ".join(f"{v:.1f}" for v in cpu[name])
+                    + " us of server CPU per token; "
+                    + ", ".join(f"{v:,.0f}" for v in rates[name])
+                    + " tokens/s"
+                )
+            cpu_ratio = statistics.median(cpu["on"]) / statistics.median(cpu["off"])
+            rate_ratio = statistics.median(rates["on"]) / statistics.median(rates["off"])
             print(
-                f"metrics {name}: "
-                + ", ".join(f"{v:.1f}" for v in cpu[name])
-                + " us of server CPU per token; "
-                + ", ".join(f"{v:,.0f}" for v in rates[name])
-                + " tokens/s"
+                f"{streams} stream(s), on / off (medians): CPU per token {cpu_ratio:.3f}, "
+                f"tokens/s {rate_ratio:.3f}",
+                flush=True,
             )
-        cpu_ratio = statistics.median(cpu["on"]) / statistics.median(cpu["off"])
-        rate_ratio = statistics.median(rates["on"]) / statistics.median(rates["off"])
-        print(f"on / off (medians): CPU per token {cpu_ratio:.3f}, tokens/s {rate_ratio:.3f}")
     finally:
-        for process, _ in servers.values():
+        for process, _, _ in servers.values():
             process.terminate()
             process.wait(10)
 

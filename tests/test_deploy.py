@@ -188,6 +188,9 @@ def test_kserve_manifests_fields() -> None:
     assert container["image"] == "streamwise:latest"  # the placeholder docs/deploy.md names
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"http": 8080, "h2c": 8081}  # KServe takes gRPC from a port named h2c
+    defaults = Settings()  # KServe's scraping reads the runtime's annotations
+    assert spec["annotations"]["prometheus.kserve.io/port"] == str(defaults.metrics_port)
+    assert spec["annotations"]["prometheus.kserve.io/path"] == defaults.metrics_endpoint
     env = env_of(container)
     assert env["MLSERVER_HTTP_PORT"] == "8080" and env["MLSERVER_GRPC_PORT"] == "8081"
     assert env["MLSERVER_MODEL_IMPLEMENTATION"] == "{{.Labels.modelClass}}"
@@ -265,7 +268,9 @@ def test_the_dockerfile_instructions() -> None:
     [user] = instruction("USER")
     assert user.split(":")[0] not in ("root", "0") and user.split(":")[0].isdigit()
     [expose] = instruction("EXPOSE")
-    assert expose.split() == ["8080", "8081"]
+    defaults = Settings()
+    ports = [defaults.http_port, defaults.grpc_port, defaults.metrics_port]
+    assert expose.split() == [str(port) for port in ports]
     assert environment_of_image()["STREAMWISE_HOST"] == "0.0.0.0"
     assert image_argv() == ["streamwise", "serve", MODELS_DIR]
     assert any(args.startswith("pip install . ") for args in instruction("RUN"))
@@ -499,7 +504,13 @@ def test_the_deployment_probes_drains_and_runs_as_a_user() -> None:
     resources = container["resources"]
     assert resources["requests"]["cpu"] and resources["limits"]["memory"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"http": 8080, "grpc": 8081}
+    defaults = Settings()
+    assert ports == {"http": 8080, "grpc": 8081, "metrics": defaults.metrics_port}
+    # where Prometheus' pod discovery scrapes: the metrics listener's port and path
+    scrape = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert scrape["prometheus.io/scrape"] == "true"
+    assert scrape["prometheus.io/port"] == str(defaults.metrics_port)
+    assert scrape["prometheus.io/path"] == defaults.metrics_endpoint
 
     service = of_kind("Service")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
