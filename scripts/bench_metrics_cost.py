@@ -94,8 +94,9 @@ def main() -> None:
             for round_ in range(args.rounds):
                 for name in ["on", "off"] if round_ % 2 == 0 else ["off", "on"]:
                     process, url, grpc = servers[name]
-                    rate, us = run(process, url, grpc if args.grpc else None, args.model,
-                                   args.n, streams)
+                    rate, us = run(
+                        process, url, grpc if args.grpc else None, args.model, args.n, streams
+                    )
                     rates[name].append(rate)
                     cpu[name].append(us)
             for name in rates:
