@@ -3,8 +3,10 @@ names and ours, scraped over HTTP from the metrics port."""
 
 from __future__ import annotations
 
+import json
 import pathlib
 import textwrap
+import time
 from typing import Any
 
 import httpx
@@ -135,6 +137,50 @@ async def test_refused_over_the_limit(start_server: StartServer) -> None:
     refusals = "streamwise_requests_refused_total"
     assert delta(before, after, refusals, reason="limit", **labels) == 1
     assert delta(before, after, refusals) == 1
+
+
+async def test_refused_while_draining(start_server: StartServer) -> None:
+    """A call that arrives on an open gRPC connection once the server is draining is refused
+    (UNAVAILABLE), and counted as refused for ``draining``; the stream in flight holds the
+    drain open meanwhile, and is told so when the grace runs out."""
+    import grpc
+
+    from streamwise.types import InferenceRequest
+
+    pb2, pb2_grpc = load_stubs()
+    info = await start_server(TEST_MODELS, graceful_timeout=2)
+    request = to_pb2(InferenceRequest.model_validate(PROMPT), "slow-stream")
+    before = await scrape(info)
+    r = await rawhttp.request(
+        info.http_port, "POST", "/v2/models/slow-stream/generate_stream", PROMPT
+    )
+    assert (await r.read_chunk()) is not None  # in flight: the drain waits for it
+
+    def call_while_draining() -> grpc.StatusCode:
+        with grpc.insecure_channel(f"127.0.0.1:{info.grpc_port}") as channel:
+            stub = pb2_grpc.GRPCInferenceServiceStub(channel)
+            stub.ServerLive(pb2.ServerLiveRequest(), timeout=5)  # the connection is open
+            trio.from_thread.run_sync(info.shutdown)
+            while stub.ServerReady(pb2.ServerReadyRequest(), timeout=5).ready:
+                time.sleep(0.01)  # not ready: the drain has begun
+            with pytest.raises(grpc.RpcError) as rpc:
+                list(stub.ModelStreamInfer(iter([request]), timeout=5))
+            return rpc.value.code()
+
+    assert await trio.to_thread.run_sync(call_while_draining) == grpc.StatusCode.UNAVAILABLE
+    draining = await scrape(info)  # the metrics listener serves until the end
+    refusals = "streamwise_requests_refused_total"
+    labels = stream_labels("slow-stream", "grpc")
+    assert delta(before, draining, refusals, reason="draining", **labels) == 1
+    assert delta(before, draining, refusals) == 1
+    rest = b""
+    while (chunk := await r.read_chunk()) is not None:  # until the grace runs out
+        rest += chunk
+    await r.stream.aclose()
+    event, data = rest.decode().strip().split("\n")[-2:]
+    assert event == "event: error" and json.loads(data.removeprefix("data: ")) == {
+        "error": "server shutting down"
+    }
 
 
 async def test_grpc_unary_call(demo: ServerInfo) -> None:
