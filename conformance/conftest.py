@@ -36,6 +36,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--target", help="base URL of the server's REST API (default: start one)")
     group.addoption("--grpc-target", help="HOST:PORT of its gRPC API (default: none, skipped)")
     group.addoption(
+        "--grpc-stream-wrapper",
+        choices=["mlserver", "triton"],
+        default="mlserver",
+        help="what the target's gRPC ModelStreamInfer sends: MLServer's bare "
+        "ModelInferResponse (default) or Triton's ModelStreamInferResponse (one method path, "
+        "two protocols: the checks of the other one are skipped)",
+    )
+    group.addoption(
         "--destructive",
         action="store_true",
         help="also run checks that unload and reload models (on by default for the "
@@ -74,6 +82,7 @@ class Target:
     destructive: bool
     proto_dir: pathlib.Path
     examples: int
+    grpc_stream_wrapper: str = "mlserver"
 
 
 def _free_port() -> int:
@@ -103,6 +112,7 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     common = dict(
         proto_dir=pathlib.Path(config.getoption("proto_dir")),
         examples=config.getoption("examples"),
+        grpc_stream_wrapper=config.getoption("grpc_stream_wrapper"),
     )
     url = config.getoption("target")
     if url:
@@ -118,6 +128,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     http_port, grpc_port = _free_port(), _free_port()
     argv = [sys.executable, "-m", "src", "serve", str(REFERENCE_MODELS)]
     argv += ["--http-port", str(http_port), "--grpc-port", str(grpc_port), "--metrics-port", "0"]
+    if common["grpc_stream_wrapper"] != "mlserver":
+        argv += ["--grpc-stream-wrapper", str(common["grpc_stream_wrapper"])]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MLSERVER_", "STREAMWISE_"))}
     log_path = request.getfixturevalue("tmp_path_factory").mktemp("server") / "server.log"
     with log_path.open("w+b") as log:
@@ -198,6 +210,21 @@ def grpc_client(_grpc_session: Client | None) -> Client:
     if _grpc_session is None:
         pytest.skip("no --grpc-target")
     return _grpc_session
+
+
+@pytest.fixture
+def mlserver_stream(target: Target) -> None:
+    """Skip unless the target's ModelStreamInfer is MLServer's (the default)."""
+    if target.grpc_stream_wrapper != "mlserver":
+        pytest.skip(f"--grpc-stream-wrapper {target.grpc_stream_wrapper}: not MLServer's stream")
+
+
+@pytest.fixture
+def triton_stream(target: Target) -> None:
+    """Skip unless ``--grpc-stream-wrapper triton`` says the target's ModelStreamInfer is
+    Triton's."""
+    if target.grpc_stream_wrapper != "triton":
+        pytest.skip("MLServer's stream: pass --grpc-stream-wrapper triton for Triton's")
 
 
 @pytest.fixture

@@ -42,6 +42,10 @@ DATAPLANE = {
     "ModelMetadata": ("ModelMetadataRequest", "ModelMetadataResponse", False),
     "ModelInfer": ("ModelInferRequest", "ModelInferResponse", False),
     "ModelStreamInfer": ("ModelInferRequest", "ModelInferResponse", True),
+    # Triton's: the configuration RPC, and ModelStreamInfer read as Triton's stream (the
+    # same method path: which one a server speaks, --grpc-stream-wrapper says)
+    "ModelConfig": ("ModelConfigRequest", "ModelConfigResponse", False),
+    "TritonModelStreamInfer": ("ModelInferRequest", "ModelStreamInferResponse", True),
     "RepositoryIndex": ("RepositoryIndexRequest", "RepositoryIndexResponse", False),
     "RepositoryModelLoad": ("RepositoryModelLoadRequest", "RepositoryModelLoadResponse", False),
     "RepositoryModelUnload": (
@@ -51,6 +55,8 @@ DATAPLANE = {
     ),
 }
 REPOSITORY = {name: spec for name, spec in DATAPLANE.items() if name.startswith("Repository")}
+PATHS = {"TritonModelStreamInfer": "ModelStreamInfer"}
+"""Methods bound under another name than their path's."""
 
 MAX_MESSAGE = 256 * 1024 * 1024
 CHANNEL_OPTIONS = [
@@ -104,7 +110,8 @@ def compile_protos(proto_dir: pathlib.Path) -> tuple[ModuleType, ModuleType | No
 class Client:
     """``client.ModelInfer(pb.ModelInferRequest(...), timeout=...)`` and so on, for every
     RPC of GRPCInferenceService; ``client.repository.RepositoryIndex(...)`` for MLServer's
-    separate ModelRepositoryService. ``client.pb`` holds the message classes."""
+    separate ModelRepositoryService. ``client.pb`` holds the message classes. A method
+    whose messages the protos lack (``--proto-dir`` without Triton's) is not bound."""
 
     def __init__(self, target: str, proto_dir: pathlib.Path) -> None:
         self.target = target
@@ -120,12 +127,14 @@ class Client:
         self, obj: Any, pb: ModuleType, prefix: str, methods: dict[str, tuple[str, str, bool]]
     ) -> None:
         for method, (req, resp, streaming) in methods.items():
+            if not (hasattr(pb, req) and hasattr(pb, resp)):
+                continue
             factory = self.channel.stream_stream if streaming else self.channel.unary_unary
             setattr(
                 obj,
                 method,
                 factory(
-                    prefix + method,
+                    prefix + PATHS.get(method, method),
                     request_serializer=getattr(pb, req).SerializeToString,
                     response_deserializer=getattr(pb, resp).FromString,
                 ),

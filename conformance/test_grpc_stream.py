@@ -25,7 +25,7 @@ from .grpc_client import (
     still_live,
 )
 
-pytestmark = [pytest.mark.grpc, pytest.mark.streaming]
+pytestmark = [pytest.mark.grpc, pytest.mark.streaming, pytest.mark.usefixtures("mlserver_stream")]
 
 PROMPT = "What is the capital of France?"
 

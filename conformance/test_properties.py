@@ -128,6 +128,7 @@ def test_random_tensors_round_trip_over_grpc(grpc_client: Client, need, target) 
 
 @pytest.mark.grpc
 @pytest.mark.streaming
+@pytest.mark.usefixtures("mlserver_stream")
 def test_random_texts_reassemble_over_grpc(grpc_client: Client, need, target) -> None:
     need("word-streamer")
 

@@ -97,7 +97,16 @@ def _pb_messages(descriptor: Any, prefix: str = "") -> dict[str, Any]:
 
 def test_schema_matches_protobuf(pb: ModuleType) -> None:
     pb_messages = _pb_messages(pb.DESCRIPTOR)
-    assert set(pb_messages) == {name for name in bp.__all__ if not name.startswith("GrpcInference")}
+    enums = {name for name in bp.__all__ if isinstance(getattr(bp, name), type)
+             and issubclass(getattr(bp, name), betterproto2.Enum)}  # fmt: skip
+    assert set(pb_messages) == {
+        name for name in bp.__all__ if not name.startswith("GrpcInference") and name not in enums
+    }
+    # the enums (Triton's DataType): the same names and numbers
+    assert enums == set(pb.DESCRIPTOR.enum_types_by_name)
+    for name in enums:
+        values = pb.DESCRIPTOR.enum_types_by_name[name].values
+        assert {m.name: m.value for m in getattr(bp, name)} == {v.name: v.number for v in values}
     for name, desc in pb_messages.items():
         cls = getattr(bp, name)
         bp_fields = {f.name: betterproto2.FieldMetadata.get(f) for f in dataclasses.fields(cls)}

@@ -55,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
         help="port of the Prometheus metrics (default 8082; 0 picks one)",
     )
     serve.add_argument(
+        "--grpc-stream-wrapper",
+        choices=["mlserver", "triton"],
+        help="what gRPC ModelStreamInfer sends: MLServer's bare responses (default), or "
+        "Triton's ModelStreamInferResponse, for tritonclient's start_stream",
+    )
+    serve.add_argument(
         "--parallel-workers",
         type=_workers,
         metavar="N",
@@ -155,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "log_level": args.log_level,
         "log_format": args.log_format,
         "parallel_workers": args.parallel_workers,
+        "grpc_stream_wrapper": args.grpc_stream_wrapper,
     }
     try:
         settings = load_settings(model_dir, overrides=overrides)

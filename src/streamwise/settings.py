@@ -93,6 +93,13 @@ class Settings(_Frozen):
     """Serve gRPC on ``grpc_port``; False: REST only."""
 
     # -- ours --
+    grpc_stream_wrapper: Literal["mlserver", "triton"] = "mlserver"
+    """What gRPC ``ModelStreamInfer`` is (one method path, two protocols; docs/grpc.md):
+    ``"mlserver"``, MLServer's: the requests of a stream are one model call, each response a
+    bare ``ModelInferResponse``, and a failure ends the stream with its status.
+    ``"triton"``, Triton's (``tritonclient.grpc``'s ``start_stream``): each request is its
+    own model call, each response a ``ModelStreamInferResponse``, and a request's failure
+    is sent as its ``error_message`` while the stream goes on with the next request."""
     grpc_max_concurrent_streams: int | None = Field(None, ge=1)
     """Streams (calls) one gRPC connection may have open at once, advertised to clients in
     HTTP/2 SETTINGS; None: no limit, as grpcio. A client past it is refused that stream

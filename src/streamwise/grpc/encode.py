@@ -18,7 +18,14 @@ from ..codecs.lists import flatten
 from ..types import InferenceResponse, Parameters
 from .convert import data_to_raw, parameter_value
 
-__all__ = ["encode_response", "frame"]
+__all__ = [
+    "encode_response",
+    "frame",
+    "triton_item",
+    "triton_error",
+    "TRITON_FINAL",
+    "TRITON_NOT_FINAL",
+]
 
 _SMALL = [bytes([i]) for i in range(128)]
 _U64 = 1 << 64
@@ -149,6 +156,37 @@ def encode_response(response: InferenceResponse, raw: bool = False) -> bytes:
         for o in outputs:
             parts.append(_delimited(6, data_to_raw(o.data.root, o.datatype)))
     return b"".join(parts)
+
+
+def _final_flag(final: bool) -> bytes:
+    """A ``parameters`` map entry of ``ModelInferResponse``: ``triton_final_response``."""
+    value = b"\x08\x01" if final else b"\x08\x00"  # InferParameter{bool_param}
+    entry = _string(1, "triton_final_response") + _delimited(2, value)
+    return _LD[4] + _length(entry) + entry
+
+
+TRITON_FINAL = _final_flag(True)
+TRITON_NOT_FINAL = _final_flag(False)
+"""Appended to an encoded ``ModelInferResponse``: one more entry of its ``parameters``
+map (a map is repeated entries, in any order), as Triton marks a stream's responses."""
+
+
+def triton_item(infer_response: bytes) -> bytes:
+    """Triton's ``ModelStreamInferResponse`` around an encoded ``ModelInferResponse``:
+    one length-delimited field (2) around the bytes already written."""
+    return _LD[2] + _length(infer_response) + infer_response
+
+
+def triton_error(
+    message: str, request_id: str, model: str = "", version: str = "", final: bool | None = None
+) -> bytes:
+    """Triton's ``ModelStreamInferResponse`` for a request that failed: the message, and a
+    response holding only the request's id (model name and version, and the final flag
+    when given: a failure of a request the model had started)."""
+    response = _string(1, model) + _string(2, version) + _string(3, request_id)
+    if final is not None:
+        response += TRITON_FINAL if final else TRITON_NOT_FINAL
+    return _string(1, message) + _LD[2] + _length(response) + response
 
 
 def frame(messages: list[bytes]) -> bytes:

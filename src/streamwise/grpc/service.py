@@ -9,6 +9,12 @@ frame; an asyncio model's responses reach it without crossing into trio at all.
 
 Errors are mapped once, in :func:`_grpc_errors`: our error tree to its gRPC status, the
 message kept.
+
+``ModelStreamInfer`` is two protocols on one method path (``grpc_stream_wrapper``):
+MLServer's (:meth:`InferenceService.model_stream_infer`: a stream's requests are one model
+call, its responses bare ``ModelInferResponse``) and Triton's
+(:meth:`InferenceService.triton_stream_infer`: each request its own call, each response a
+``ModelStreamInferResponse``, a request's failure in its ``error_message``).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from .._proto import inference as pb
 from .._proto.inference import model_repository as repo_pb
 from ..errors import ClientTooSlow, InvalidRequest, StreamwiseError, cut, show
 from ..logs import Access, log_grpc
+from ..protocol.model_config import streams
 from ..registry import ModelState
 from ..runtime import Requests
 from ..runtime import Stream as ModelStream
@@ -37,7 +44,14 @@ from ..runtime.dataplane import Call, DataPlane
 from ..types import InferenceRequest, Parameters
 from .codec import LimitedCodec
 from .convert import parameters_to_proto, request_from_proto
-from .encode import encode_response, frame
+from .encode import (
+    TRITON_FINAL,
+    TRITON_NOT_FINAL,
+    encode_response,
+    frame,
+    triton_error,
+    triton_item,
+)
 
 __all__ = ["InferenceService", "RepositoryService"]
 
@@ -148,21 +162,46 @@ async def _send_batch(stream: Stream[Any, Any], messages: list[bytes]) -> None:
     connection.last_message_sent = time.monotonic()
 
 
+async def _write(stream: Stream[Any, Any], messages: list[bytes], write_timeout: float) -> None:
+    """On the asyncio loop: ``messages`` sent, or :class:`ClientTooSlow`."""
+    try:
+        async with asyncio.timeout(write_timeout):  # blocks when the client reads nothing
+            await _send_batch(stream, messages)
+    except TimeoutError:
+        raise ClientTooSlow(
+            f"client read nothing for {write_timeout:g} s (write_timeout_s)"
+        ) from None
+
+
+async def _forward(
+    stream: Stream[Any, Any], items: ModelStream[bytes], write_timeout: float
+) -> None:
+    """On the asyncio loop: every batch of the model's stream as it comes."""
+    while batch := await items.take(ASYNCIO):
+        await _write(stream, batch, write_timeout)
+
+
 async def _send_stream(
     stream: Stream[Any, Any], items: ModelStream[bytes], write_timeout: float
 ) -> None:
     """On the asyncio loop: every batch of the model's stream as it comes, then its
     failure (after the messages before it: never a clean end)."""
-    while batch := await items.take(ASYNCIO):
-        try:
-            async with asyncio.timeout(write_timeout):  # blocks when the client reads nothing
-                await _send_batch(stream, batch)
-        except TimeoutError:
-            raise ClientTooSlow(
-                f"client read nothing for {write_timeout:g} s (write_timeout_s)"
-            ) from None
+    await _forward(stream, items, write_timeout)
     if items.failure is not None:
         raise items.failure
+
+
+EMPTY_FINAL = "triton_enable_empty_final_response"
+"""The request parameter by which a Triton client (``async_stream_infer(...,
+enable_empty_final_response=True)``) asks for an empty last response of a streaming
+model's request: the mark that the request is complete. Taken out of the request: it is
+the protocol's, not the model's."""
+
+
+def _take_flag(request: InferenceRequest, name: str) -> bool:
+    params = request.parameters
+    extra = params.__pydantic_extra__ if params is not None else None
+    return bool(extra) and extra.pop(name, None) is True  # type: ignore[union-attr]
 
 
 class InferenceService:
@@ -182,10 +221,18 @@ class InferenceService:
             SERVICE + "ServerMetadata": Handler(self.server_metadata, unary, pb.ServerMetadataRequest, pb.ServerMetadataResponse),
             SERVICE + "ModelMetadata": Handler(self.model_metadata, unary, pb.ModelMetadataRequest, pb.ModelMetadataResponse),
             SERVICE + "ModelInfer": Handler(self.model_infer, unary, pb.ModelInferRequest, pb.ModelInferResponse),
-            SERVICE + "ModelStreamInfer": Handler(self.model_stream_infer, Cardinality.STREAM_STREAM, pb.ModelInferRequest, pb.ModelInferResponse),
+            SERVICE + "ModelStreamInfer": self._stream_handler(),
+            SERVICE + "ModelConfig": Handler(self.model_config, unary, pb.ModelConfigRequest, pb.ModelConfigResponse),
             **repository_mapping(SERVICE, pb, self.dataplane, self.aio),
         }  # fmt: skip
         return counted(_access_logged(mapping, self.dataplane.settings.access_log), self.dataplane)
+
+    def _stream_handler(self) -> Handler:
+        """``ModelStreamInfer``, as ``grpc_stream_wrapper`` says."""
+        bidi = Cardinality.STREAM_STREAM
+        if self.dataplane.settings.grpc_stream_wrapper == "triton":
+            return Handler(self.triton_stream_infer, bidi, pb.ModelInferRequest, pb.ModelStreamInferResponse)  # fmt: skip
+        return Handler(self.model_stream_infer, bidi, pb.ModelInferRequest, pb.ModelInferResponse)
 
     # -- health and metadata (no model call: answered on the asyncio side) --
     @_grpc_errors
@@ -237,6 +284,33 @@ class InferenceService:
                 inputs=[tensor(t) for t in meta.inputs or ()],
                 outputs=[tensor(t) for t in meta.outputs or ()],
                 parameters=parameters_to_proto(meta.parameters),
+            )
+        )
+
+    @_grpc_errors
+    async def model_config(self, stream: Stream[Any, Any]) -> None:
+        """Triton's ``ModelConfig`` (``protocol/model_config.py``)."""
+        msg = await stream.recv_message()
+        assert msg is not None
+        _note(stream, msg.name)
+        config = self.dataplane.model_config(msg.name, msg.version or None)
+
+        def tensors(items: list[dict[str, Any]], kind: Any) -> list[Any]:
+            return [kind(**{**t, "data_type": pb.DataType[t["data_type"]]}) for t in items]
+
+        await stream.send_message(
+            pb.ModelConfigResponse(
+                config=pb.ModelConfig(
+                    name=config["name"],
+                    platform=config["platform"],
+                    backend=config["backend"],
+                    max_batch_size=config["max_batch_size"],
+                    input=tensors(config["input"], pb.ModelInput),
+                    output=tensors(config["output"], pb.ModelOutput),
+                    model_transaction_policy=pb.ModelTransactionPolicy(
+                        **config["model_transaction_policy"]
+                    ),
+                )
             )
         )
 
@@ -295,6 +369,85 @@ class InferenceService:
         write_timeout = self.dataplane.settings.write_timeout_s
         async with self.dataplane.stream(call, encode, requests) as items:
             await self.aio.run(_send_stream, stream, items, write_timeout)
+
+    @_grpc_errors
+    async def triton_stream_infer(self, stream: Stream[Any, Any]) -> None:
+        """Triton's ``ModelStreamInfer`` (``grpc_stream_wrapper: "triton"``)."""
+        if (access := _ACCESS.get(stream)) is not None:
+            access.responses = 0  # a stream: its count and outcome in its line
+        await self.aio.to_trio(self._triton_stream, stream)
+
+    async def _triton_stream(self, stream: Stream[Any, Any]) -> None:
+        """Request after request until the client's side ends, each served to its end
+        before the next is read: responses come in the order of the requests (Triton's
+        order for a model that does not stream; any order is Triton's for one that does).
+        A client wanting requests served at once opens a stream for each."""
+        while (msg := await self.aio.run(stream.recv_message)) is not None:
+            _note(stream, msg.model_name, msg.id)
+            await self._triton_request(stream, msg)
+
+    async def _triton_request(self, stream: Stream[Any, Any], msg: pb.ModelInferRequest) -> None:
+        """One request of Triton's stream. Its refusal or its model's failure is sent as a
+        ``ModelStreamInferResponse`` with ``error_message``, and the stream goes on; a
+        failure of the stream itself (a client too slow to read, a cancel) ends it.
+
+        A model that streams (Triton's *decoupled*, :func:`~..protocol.model_config.streams`)
+        sends each response with ``triton_final_response: false``, and, when the request
+        asked for it (``triton_enable_empty_final_response``), an empty last response with
+        ``triton_final_response: true``, as Triton does; one that does not stream sends its
+        one response with ``triton_final_response: true``."""
+        write_timeout = self.dataplane.settings.write_timeout_s
+        try:
+            request, raw = request_from_proto(msg, checked=True)
+            empty_final = _take_flag(request, EMPTY_FINAL)
+            call = self.dataplane.prepare(
+                msg.model_name,
+                msg.model_version or None,
+                _with_headers(request, stream.metadata),
+                "grpc",
+                stream.metadata,
+            )
+            decoupled = streams(type(call.slot.check_ready()))
+        except StreamwiseError as exc:
+            await self.aio.run(_write, stream, [triton_error(str(exc), msg.id)], write_timeout)
+            return
+        _note(stream, msg.model_name, call.request_id)
+        version = call.slot.version or ""
+        checked = self.codec.checked_response
+        failure: StreamwiseError | None = None
+        if not decoupled:
+            try:
+                response = await self.dataplane.infer(call)
+                item = checked(triton_item(encode_response(response, raw) + TRITON_FINAL))
+            except StreamwiseError as exc:
+                failure = exc
+            else:
+                await self.aio.run(_write, stream, [item], write_timeout)
+        else:
+
+            def encode(response: Any) -> bytes:
+                return checked(triton_item(encode_response(response, raw) + TRITON_NOT_FINAL))
+
+            opened = False
+            try:
+                async with self.dataplane.stream(call, encode) as items:
+                    opened = True
+                    await self.aio.run(_forward, stream, items, write_timeout)
+                failure = items.failure
+            except StreamwiseError as exc:
+                if opened:  # the stream's own failure: its client too slow
+                    raise
+                failure = exc  # refused before it started (over the limit, draining...)
+        if failure is not None:
+            last = triton_error(str(failure), call.request_id, msg.model_name, version, True)
+        elif decoupled and empty_final:
+            ids = pb.ModelInferResponse(
+                model_name=msg.model_name, model_version=version, id=call.request_id
+            )
+            last = triton_item(bytes(ids) + TRITON_FINAL)
+        else:
+            return
+        await self.aio.run(_write, stream, [last], write_timeout)
 
     def _more(
         self, call: Call, first: pb.ModelInferRequest, stream: Stream[Any, Any]

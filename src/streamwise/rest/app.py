@@ -94,6 +94,11 @@ def _quart_app(dataplane: DataPlane) -> QuartTrio:
     async def model_metadata(name: str, version: str | None = None) -> Response:
         return _json((await dataplane.model_metadata(name, version)).model_dump_json())
 
+    @route("/config", ["GET"])
+    async def model_config(name: str, version: str | None = None) -> Response:
+        """Triton's model configuration extension (``protocol/model_config.py``)."""
+        return _json(json.dumps(dataplane.model_config(name, version)))
+
     @route("/ready", ["GET"])
     async def model_ready(name: str, version: str | None = None) -> Response:
         dataplane.model_ready(name, version).check_ready()

@@ -35,6 +35,7 @@ from ..errors import (
 )
 from ..metrics import Metrics, StreamMeter, Transport, model_context, outcome_of
 from ..model import MLModel
+from ..protocol import model_config
 from ..protocol.validation import validate_request
 from ..registry import ModelRegistry, ModelSlot, ModelState
 from ..settings import (
@@ -54,7 +55,7 @@ from ..types import (
 from . import calls
 from .backends import Backends, Requests
 from .calls import Guard
-from .loading import ModelLoader
+from .loading import ModelLoader, import_implementation
 from .pipeline import Stream, open_stream
 
 log = logging.getLogger(__name__)
@@ -212,6 +213,21 @@ class DataPlane:
         if model is not None and slot.state is ModelState.READY:
             return await self.backends.of(model).call(model.metadata)
         return await MLModel(slot.settings).metadata()
+
+    def model_config(self, name: str, version: str | None) -> dict[str, Any]:
+        """Triton's configuration of the model (``protocol/model_config.py``), in its JSON
+        form. Whether it streams is read from its class: the loaded model's, else the class
+        its settings name, imported (not instantiated) as a load would; a class that cannot
+        be imported is taken not to stream."""
+        slot = self.registry.find(name, version)
+        if slot.model is not None:
+            decoupled = model_config.streams(type(slot.model))
+        else:
+            try:
+                decoupled = model_config.streams(import_implementation(slot.settings))
+            except ConfigError:
+                decoupled = False
+        return model_config.model_config(slot.settings, decoupled)
 
     def model_ready(self, name: str, version: str | None) -> ModelSlot:
         """The slot (raises ModelNotFound); the caller reads its state."""

@@ -5,21 +5,29 @@
 # This file has been @generated
 
 __all__ = (
+    "DataType",
     "GrpcInferenceServiceBase",
     "GrpcInferenceServiceStub",
     "InferParameter",
     "InferTensorContents",
+    "ModelConfig",
+    "ModelConfigRequest",
+    "ModelConfigResponse",
     "ModelInferRequest",
     "ModelInferRequestInferInputTensor",
     "ModelInferRequestInferRequestedOutputTensor",
     "ModelInferResponse",
     "ModelInferResponseInferOutputTensor",
+    "ModelInput",
     "ModelMetadataRequest",
     "ModelMetadataResponse",
     "ModelMetadataResponseTensorMetadata",
+    "ModelOutput",
     "ModelReadyRequest",
     "ModelReadyResponse",
     "ModelRepositoryParameter",
+    "ModelStreamInferResponse",
+    "ModelTransactionPolicy",
     "RepositoryIndexRequest",
     "RepositoryIndexResponse",
     "RepositoryIndexResponseModelIndex",
@@ -52,6 +60,42 @@ if TYPE_CHECKING:
 
 _COMPILER_VERSION = "0.10.1"
 betterproto2.check_compiler_version(_COMPILER_VERSION)
+
+
+class DataType(betterproto2.Enum):
+    """
+    Triton's tensor data types (model_config.proto's DataType).
+    """
+
+    TYPE_INVALID = 0
+
+    TYPE_BOOL = 1
+
+    TYPE_UINT8 = 2
+
+    TYPE_UINT16 = 3
+
+    TYPE_UINT32 = 4
+
+    TYPE_UINT64 = 5
+
+    TYPE_INT8 = 6
+
+    TYPE_INT16 = 7
+
+    TYPE_INT32 = 8
+
+    TYPE_INT64 = 9
+
+    TYPE_FP16 = 10
+
+    TYPE_FP32 = 11
+
+    TYPE_FP64 = 12
+
+    TYPE_STRING = 13
+
+    TYPE_BF16 = 14
 
 
 @dataclass(eq=False, repr=False)
@@ -142,6 +186,81 @@ class InferTensorContents(betterproto2.Message):
 
 
 default_message_pool.register_message("inference", "InferTensorContents", InferTensorContents)
+
+
+@dataclass(eq=False, repr=False)
+class ModelConfig(betterproto2.Message):
+    """
+    Triton's ModelConfig, the fields streamwise fills (Triton's numbers).
+    """
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Model name.
+    """
+
+    platform: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Model platform.
+    """
+
+    backend: "str" = betterproto2.field(17, betterproto2.TYPE_STRING)
+    """
+    Model backend.
+    """
+
+    max_batch_size: "int" = betterproto2.field(4, betterproto2.TYPE_INT32)
+    """
+    Largest batch the model takes; 0: the model does not batch, and dims
+    are the whole shapes.
+    """
+
+    input: "list[ModelInput]" = betterproto2.field(5, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Inputs.
+    """
+
+    output: "list[ModelOutput]" = betterproto2.field(6, betterproto2.TYPE_MESSAGE, repeated=True)
+    """
+    Outputs.
+    """
+
+    model_transaction_policy: "ModelTransactionPolicy | None" = betterproto2.field(
+        19, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    Whether the model streams.
+    """
+
+
+default_message_pool.register_message("inference", "ModelConfig", ModelConfig)
+
+
+@dataclass(eq=False, repr=False)
+class ModelConfigRequest(betterproto2.Message):
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Model name.
+    """
+
+    version: "str" = betterproto2.field(2, betterproto2.TYPE_STRING)
+    """
+    Model version; empty means the server's choice.
+    """
+
+
+default_message_pool.register_message("inference", "ModelConfigRequest", ModelConfigRequest)
+
+
+@dataclass(eq=False, repr=False)
+class ModelConfigResponse(betterproto2.Message):
+    config: "ModelConfig | None" = betterproto2.field(1, betterproto2.TYPE_MESSAGE, optional=True)
+    """
+    The model's configuration.
+    """
+
+
+default_message_pool.register_message("inference", "ModelConfigResponse", ModelConfigResponse)
 
 
 @dataclass(eq=False, repr=False)
@@ -360,6 +479,38 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class ModelInput(betterproto2.Message):
+    """
+    One input of a model (Triton's ModelInput, the fields streamwise fills).
+    """
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Tensor name.
+    """
+
+    data_type: "DataType" = betterproto2.field(
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: DataType(0)
+    )
+    """
+    Tensor data type.
+    """
+
+    dims: "list[int]" = betterproto2.field(4, betterproto2.TYPE_INT64, repeated=True)
+    """
+    Shape, without the batch dimension when max_batch_size > 0; -1: any size.
+    """
+
+    optional: "bool" = betterproto2.field(8, betterproto2.TYPE_BOOL)
+    """
+    The request may leave this input out.
+    """
+
+
+default_message_pool.register_message("inference", "ModelInput", ModelInput)
+
+
+@dataclass(eq=False, repr=False)
 class ModelMetadataRequest(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -456,6 +607,33 @@ default_message_pool.register_message(
 
 
 @dataclass(eq=False, repr=False)
+class ModelOutput(betterproto2.Message):
+    """
+    One output of a model (Triton's ModelOutput, the fields streamwise fills).
+    """
+
+    name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Tensor name.
+    """
+
+    data_type: "DataType" = betterproto2.field(
+        2, betterproto2.TYPE_ENUM, default_factory=lambda: DataType(0)
+    )
+    """
+    Tensor data type.
+    """
+
+    dims: "list[int]" = betterproto2.field(3, betterproto2.TYPE_INT64, repeated=True)
+    """
+    Shape, without the batch dimension when max_batch_size > 0; -1: any size.
+    """
+
+
+default_message_pool.register_message("inference", "ModelOutput", ModelOutput)
+
+
+@dataclass(eq=False, repr=False)
 class ModelReadyRequest(betterproto2.Message):
     name: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
     """
@@ -512,6 +690,42 @@ class ModelRepositoryParameter(betterproto2.Message):
 default_message_pool.register_message(
     "inference", "ModelRepositoryParameter", ModelRepositoryParameter
 )
+
+
+@dataclass(eq=False, repr=False)
+class ModelStreamInferResponse(betterproto2.Message):
+    """
+    Triton's stream response: a request's error travels in the stream, which
+    goes on with the next request.
+    """
+
+    error_message: "str" = betterproto2.field(1, betterproto2.TYPE_STRING)
+    """
+    Why the request failed; empty when it did not.
+    """
+
+    infer_response: "ModelInferResponse | None" = betterproto2.field(
+        2, betterproto2.TYPE_MESSAGE, optional=True
+    )
+    """
+    The response (on an error: only the request's id, model name and version).
+    """
+
+
+default_message_pool.register_message(
+    "inference", "ModelStreamInferResponse", ModelStreamInferResponse
+)
+
+
+@dataclass(eq=False, repr=False)
+class ModelTransactionPolicy(betterproto2.Message):
+    decoupled: "bool" = betterproto2.field(1, betterproto2.TYPE_BOOL)
+    """
+    The model may send any number of responses per request (it streams).
+    """
+
+
+default_message_pool.register_message("inference", "ModelTransactionPolicy", ModelTransactionPolicy)
 
 
 @dataclass(eq=False, repr=False)
@@ -868,6 +1082,8 @@ class GrpcInferenceServiceStub(betterproto2_grpclib.ServiceStub):
     ) -> "AsyncIterator[ModelInferResponse]":
         """
         Bidirectional streaming inference: requests in, responses out.
+        (MLServer's shape; with grpc_stream_wrapper "triton" each response is a
+        ModelStreamInferResponse instead, as Triton's proto declares it.)
         """
 
         async for response in self._stream_stream(
@@ -880,6 +1096,27 @@ class GrpcInferenceServiceStub(betterproto2_grpclib.ServiceStub):
             metadata=metadata,
         ):
             yield response
+
+    async def model_config(
+        self,
+        message: "ModelConfigRequest",
+        *,
+        timeout: "float | None" = None,
+        deadline: "Deadline | None" = None,
+        metadata: "MetadataLike | None" = None,
+    ) -> "ModelConfigResponse":
+        """
+        A model's configuration, as Triton's (the fields streamwise can fill).
+        """
+
+        return await self._unary_unary(
+            "/inference.GRPCInferenceService/ModelConfig",
+            message,
+            ModelConfigResponse,
+            timeout=timeout,
+            deadline=deadline,
+            metadata=metadata,
+        )
 
     async def repository_index(
         self,
@@ -997,10 +1234,19 @@ class GrpcInferenceServiceBase(betterproto2_grpclib.ServiceBase):
     ) -> "AsyncIterator[ModelInferResponse]":
         """
         Bidirectional streaming inference: requests in, responses out.
+        (MLServer's shape; with grpc_stream_wrapper "triton" each response is a
+        ModelStreamInferResponse instead, as Triton's proto declares it.)
         """
 
         raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
         yield ModelInferResponse()
+
+    async def model_config(self, message: "ModelConfigRequest") -> "ModelConfigResponse":
+        """
+        A model's configuration, as Triton's (the fields streamwise can fill).
+        """
+
+        raise grpclib.GRPCError(grpclib.const.Status.UNIMPLEMENTED)
 
     async def repository_index(
         self, message: "RepositoryIndexRequest"
@@ -1087,6 +1333,14 @@ class GrpcInferenceServiceBase(betterproto2_grpclib.ServiceBase):
             request,
         )
 
+    async def __rpc_model_config(
+        self, stream: "grpclib.server.Stream[ModelConfigRequest, ModelConfigResponse]"
+    ) -> None:
+        request = await stream.recv_message()
+        assert request is not None
+        response = await self.model_config(request)
+        await stream.send_message(response)
+
     async def __rpc_repository_index(
         self, stream: "grpclib.server.Stream[RepositoryIndexRequest, RepositoryIndexResponse]"
     ) -> None:
@@ -1156,6 +1410,12 @@ class GrpcInferenceServiceBase(betterproto2_grpclib.ServiceBase):
                 grpclib.const.Cardinality.STREAM_STREAM,
                 ModelInferRequest,
                 ModelInferResponse,
+            ),
+            "/inference.GRPCInferenceService/ModelConfig": grpclib.const.Handler(
+                self.__rpc_model_config,
+                grpclib.const.Cardinality.UNARY_UNARY,
+                ModelConfigRequest,
+                ModelConfigResponse,
             ),
             "/inference.GRPCInferenceService/RepositoryIndex": grpclib.const.Handler(
                 self.__rpc_repository_index,
