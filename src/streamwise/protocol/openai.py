@@ -419,11 +419,8 @@ class Chunks:
 
     def finish(self, reason: str) -> bytes:
         """The last chunk with a choice: its ``finish_reason``."""
-        choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": reason}
-        if self.kind == "completion":
-            choice["text"] = ""
-        else:
-            choice["delta"] = {}
+        said: dict[str, Any] = {"text": ""} if self.kind == "completion" else {"delta": {}}
+        choice = {"index": 0, **said, "logprobs": None, "finish_reason": reason}
         return self._event({"choices": [choice]} | self._null_usage())
 
     def usage(self, prompt: int, completion: int) -> bytes:
@@ -438,11 +435,12 @@ class Chunks:
 
     def whole(self, text: str, reason: str, prompt: int, completion: int) -> bytes:
         """A non-streaming answer."""
-        choice: dict[str, Any] = {"index": 0, "logprobs": None, "finish_reason": reason}
-        if self.kind == "completion":
-            choice["text"] = text
-        else:
-            choice["message"] = {"role": "assistant", "content": text}
+        said: dict[str, Any] = (
+            {"text": text}
+            if self.kind == "completion"
+            else {"message": {"role": "assistant", "content": text}}
+        )
+        choice = {"index": 0, **said, "logprobs": None, "finish_reason": reason}
         return to_json(
             self._header(streamed=False) | {"choices": [choice], "usage": usage(prompt, completion)}
         )
