@@ -8,6 +8,7 @@ reports as a ResourceWarning (an error here, as every warning)."""
 
 from __future__ import annotations
 
+import logging
 import pathlib
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -369,6 +370,37 @@ async def test_the_request_timeout_ends_a_stream_with_an_error(
     assert probe.cancelled[answer_id] is True
 
 
+async def test_the_drain_ends_an_open_stream_with_an_error(start_server: StartServer) -> None:
+    """A stream still open when the grace period runs out ends with the error chunk: the
+    client raises, never sees a clean [DONE]; its model is cancelled."""
+    info = await start_server(TEST_MODELS, graceful_timeout=0.3)
+    streaming = trio.Event()
+
+    def run() -> tuple[list[str], str, openai.APIError]:
+        texts = []
+        with client_of(info) as client:
+            stream = client.completions.create(model="slow-stream", prompt="x", stream=True)
+            with pytest.raises(openai.APIError) as ended:
+                for chunk in stream:
+                    texts.append(chunk.choices[0].text)
+                    if len(texts) == 2:  # t2 is a minute away: the drain comes first
+                        trio.from_thread.run_sync(streaming.set)
+        return texts, chunk.id, ended.value
+
+    results = []
+    async with trio.open_nursery() as nursery:
+
+        async def client_side() -> None:
+            results.append(await in_thread(run))
+
+        nursery.start_soon(client_side)
+        await streaming.wait()
+        info.shutdown()
+    [(texts, answer_id, ended)] = results
+    assert texts == ["t0", "t1"] and ended.message == "server shutting down"
+    assert probe.cancelled[answer_id] is True
+
+
 # -- settings --------------------------------------------------------------------------------
 async def test_route_prefix_and_switch(start_server: StartServer) -> None:
     prefixed = await start_server(DEMO, openai_route_prefix="/openai")
@@ -416,9 +448,10 @@ async def test_an_openai_stream_is_counted_in_the_stream_metrics(models: ServerI
             s.name: s.value
             for family in text_string_to_metric_families(text)
             for s in family.samples
-            if s.labels.get("transport") == "openai" and s.labels.get("model") == WORDS
-            and s.name in ("streamwise_streams_ended_total", "streamwise_stream_responses_total")
-            and s.labels.get("outcome", "completed") == "completed"
+            if (s.labels.get("transport") == "openai" and s.labels.get("model") == WORDS
+                and s.name in ("streamwise_streams_ended_total", "streamwise_stream_responses_total")
+                and s.labels.get("outcome", "completed") == "completed")
+            or (s.name == "rest_server_requests_total" and s.labels["path"] == "/v1/completions")
         }  # fmt: skip
 
     def run() -> list[Any]:
@@ -434,7 +467,28 @@ async def test_an_openai_stream_is_counted_in_the_stream_metrics(models: ServerI
     assert grew == {
         "streamwise_streams_ended_total": 1.0,
         "streamwise_stream_responses_total": 3.0,
+        "rest_server_requests_total": 1.0,  # its route, not "unmatched"
     }
+
+
+# -- the access log -----------------------------------------------------------------------------
+async def test_an_openai_stream_is_one_access_line(
+    models: ServerInfo, caplog: pytest.LogCaptureFixture
+) -> None:
+    def run() -> list[Any]:
+        with client_of(models) as client:
+            return list(client.completions.create(model=WORDS, prompt="a b c", stream=True))
+
+    with caplog.at_level(logging.INFO, logger="streamwise.access"):
+        chunks = await in_thread(run)
+        with trio.fail_after(10):
+            while not (records := [r for r in caplog.records if r.name == "streamwise.access"]):  # noqa: ASYNC110 (no event to wait on)
+                await trio.sleep(0.01)
+    [record] = records
+    fields = record.__dict__["access"]
+    assert (fields["method"], fields["path"], fields["status"]) == ("POST", "/v1/completions", 200)
+    assert (fields["model"], fields["request_id"]) == (WORDS, chunks[0].id)
+    assert (fields["responses"], fields["outcome"]) == (3, "completed")
 
 
 # -- stop strings, sans-IO -----------------------------------------------------------------

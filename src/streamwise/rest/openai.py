@@ -27,7 +27,7 @@ from ..logs import Access
 from ..protocol import auth
 from ..protocol import openai as oa
 from ..registry import ModelState
-from ..runtime.dataplane import Call
+from ..runtime.dataplane import Call, DataPlane
 from .errors import answer_for
 from .inference import (
     _NOWHERE,
@@ -53,7 +53,7 @@ _METHODS = {"models": b"GET", "model": b"GET", "completion": b"POST", "chat": b"
 class OpenAIRoutes(InferenceRoutes):
     """ASGI: the OpenAI-compatible endpoints here, everything else to ``app``."""
 
-    def __init__(self, dataplane: Any, app: ASGIApp) -> None:
+    def __init__(self, dataplane: DataPlane, app: ASGIApp) -> None:
         super().__init__(dataplane, app)
         base = dataplane.settings.openai_route_prefix + "/v1"
         self.routes = {
@@ -98,6 +98,8 @@ class OpenAIRoutes(InferenceRoutes):
         ):
             await self._refuse(scope, receive, send, *_error(Unauthenticated(auth.MESSAGE)))
             return
+        # _refuse answers without using the request's body (reading it all the same), which
+        # is what a GET of the models needs too, whatever the status
         if action == "models":
             await self._refuse(scope, receive, send, 200, self._models(), [])
             return
@@ -206,7 +208,6 @@ class OpenAIRoutes(InferenceRoutes):
         except Exception as exc:
             if not started:  # could not start (over the limit...), or failed unstreamed
                 await _send_json(send, *_error(exc))
-                access.outcome = str(exc)
                 return
             if not isinstance(exc, StreamwiseError):
                 raise
