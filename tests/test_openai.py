@@ -19,7 +19,8 @@ import pytest
 import trio
 from prometheus_client.parser import text_string_to_metric_families
 
-from streamwise import ServerInfo
+from streamwise import ServerInfo, load_settings
+from streamwise.errors import ConfigError
 from streamwise.protocol.openai import StopCutter
 from tests.support import DEMO, DOCUMENT, TEST_MODELS, StartServer, probe
 
@@ -451,7 +452,8 @@ async def test_an_openai_stream_is_counted_in_the_stream_metrics(models: ServerI
             if (s.labels.get("transport") == "openai" and s.labels.get("model") == WORDS
                 and s.name in ("streamwise_streams_ended_total", "streamwise_stream_responses_total")
                 and s.labels.get("outcome", "completed") == "completed")
-            or (s.name == "rest_server_requests_total" and s.labels["path"] == "/v1/completions")
+            or (s.name == "rest_server_requests_total" and s.labels["path"] == "/v1/completions"
+                and s.labels["status_code"] == "200")
         }  # fmt: skip
 
     def run() -> list[Any]:
@@ -501,3 +503,12 @@ def test_stop_cutter_holds_back_what_may_start_a_stop_string() -> None:
     assert other.feed("EN") == ("", False)
     assert other.flush() == "EN"  # the text ended without its stop string
     assert StopCutter([]).feed("anything") == ("anything", False)
+
+
+def test_the_route_prefix_is_checked() -> None:
+    assert load_settings(overrides={"openai_route_prefix": "/openai"}, environ={})
+    env = {"STREAMWISE_OPENAI_ROUTE_PREFIX": "/openai/v2"}
+    assert load_settings(environ=env).openai_route_prefix == "/openai/v2"
+    for bad in ["openai", "/openai/", "/"]:
+        with pytest.raises(ConfigError, match="openai_route_prefix"):
+            load_settings(overrides={"openai_route_prefix": bad}, environ={})
