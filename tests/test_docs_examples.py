@@ -22,7 +22,9 @@ import pytest
 import trio
 
 from streamwise import __version__
-from tests.support import DOCUMENT, ROOT, StartServer, served_in_subprocess
+from streamwise.protocol.openai import Message, render_chat, target_of
+from streamwise.settings import load_model_settings
+from tests.support import DEMO, DOCUMENT, ROOT, StartServer, served_in_subprocess
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", flags=re.S | re.M)
 EXAMPLE_LANGUAGES = {"bash", "sh", "python", "json"}
@@ -37,6 +39,9 @@ RUN = {
     ("running.md", "info.shutdown()"),
     ("grpc.md", "grpc_tools.protoc"),
     ("grpc.md", "ModelStreamInfer"),
+    ("openai.md", "chat.completions.create"),
+    ("openai.md", "/v1/completions"),
+    ("openai.md", '"prompt_input": "prompt"'),
 }
 # the blocks whose command lines are checked against the commands' --help
 HELP_CHECKED = {
@@ -156,6 +161,47 @@ def test_the_grpc_client_streams_the_tokens(
     done = run([sys.executable, "-c", code], cwd=tmp_path, env=environment(PYTHONPATH="stubs"))
     words = [b"What", b" is", b" the", b" capital", b" of", b" France?"]
     assert done.stdout.split("\n")[:-1] == [str([word]) for word in words]
+
+
+def text_block(page: str, marker: str) -> str:
+    """The one ``text`` block of ``page`` holding ``marker`` (an example's output)."""
+    (code,) = [c for lang, c in FENCE.findall(PAGES[page]) if lang == "text" and marker in c]
+    return code
+
+
+async def test_the_openai_client_example_prints_what_the_page_says(
+    start_server: StartServer,
+) -> None:
+    info = await start_server(DEMO)
+    code = on_ports(block("openai.md", "python", "chat.completions.create"), info.http_port)
+    done = await trio.run_process(
+        [sys.executable, "-c", code], capture_stdout=True, capture_stderr=True
+    )
+    assert done.stdout.decode() == text_block("openai.md", "tokens")
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl here")
+async def test_the_openai_curl_example_streams_what_the_page_says(
+    start_server: StartServer,
+) -> None:
+    info = await start_server(DEMO)
+    curl = on_ports(block("openai.md", "bash", "/v1/completions"), info.http_port)
+    done = await trio.run_process(["bash", "-c", curl], capture_stdout=True, capture_stderr=True)
+    # the id and the time differ each run; the page shows them as "..."
+    out = re.sub(r'"(cmpl-)[0-9a-f]+"', r'"\1..."', done.stdout.decode())
+    out = re.sub(r'"created":\d+', '"created":...', out)
+    assert out == text_block("openai.md", "[DONE]") + "\n"  # the stream's last blank line
+
+
+def test_the_openai_model_settings_example_is_valid(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "my-llm" / "model-settings.json"
+    path.parent.mkdir()
+    path.write_text(block("openai.md", "json", '"prompt_input": "prompt"'))
+    target = target_of(load_model_settings(path))
+    assert (target.prompt_input, target.text_output) == ("prompt", "text")
+    assert render_chat([Message(role="user", content="Hi")], target.template) == (
+        "<s>[user] Hi\n[assistant]"
+    )
 
 
 def command_lines(code: str) -> list[tuple[list[str], str]]:

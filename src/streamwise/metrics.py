@@ -45,7 +45,7 @@ __all__ = ["register", "log", "Metrics", "serve_metrics", "LATENCY_BUCKETS"]
 
 logger = logging.getLogger(__name__)
 
-Transport = Literal["rest", "grpc"]
+Transport = Literal["rest", "grpc", "openai"]
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,

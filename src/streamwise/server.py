@@ -340,7 +340,10 @@ async def _serve(
             rest_app = GZip(rest_app)
         if dataplane.metrics is not None:
             rest_app = RestMetrics(
-                rest_app, settings.metrics_rest_server_prefix, settings.root_path
+                rest_app,
+                settings.metrics_rest_server_prefix,
+                settings.root_path,
+                settings.openai_route_prefix if settings.openai_enabled else None,
             )
         app = WriteTimeout(rest_app, settings.write_timeout_s)
         logged = AccessLog(app, settings.root_path) if settings.access_log else app

@@ -145,6 +145,15 @@ class Settings(_Frozen):
     Core's agent does); the index lists the models found at startup and those loaded
     since."""
 
+    openai_enabled: bool = True
+    """The OpenAI-compatible API (``GET /v1/models``, ``POST /v1/completions``,
+    ``POST /v1/chat/completions``; docs/openai.md) on the REST port, over the same models;
+    False: not served (404)."""
+    openai_route_prefix: str = Field("", pattern=r"^(/[^/?#]+)*$")
+    """Where the OpenAI-compatible API is mounted: ``""`` serves ``/v1/...``,
+    ``"/openai"`` serves ``/openai/v1/...`` (as KServe's ``KSERVE_OPENAI_ROUTE_PREFIX``).
+    Empty, or a path starting with ``/`` and not ending with one."""
+
     # -- limits and shutdown (docs/reliability.md) --
     graceful_timeout: float = Field(30.0, ge=0)
     """Seconds in-flight requests get to finish after SIGTERM/SIGINT before they are ended

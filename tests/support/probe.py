@@ -15,6 +15,10 @@ headers_seen: dict[str, dict[str, str]] = {}
 """The request headers a model saw, per request id (models that record them)."""
 progress: dict[str, int] = {}
 """Responses a model has yielded so far, per request id (models that count them)."""
+prompts: dict[str, str] = {}
+"""The prompt a model got, per request id (models that record it: openai-words)."""
+parameters_seen: dict[str, dict[str, object]] = {}
+"""The request parameters a model got, per request id (models that record them)."""
 
 
 def record_finally(request_id: str | None, was_cancelled: bool) -> None:

@@ -34,8 +34,14 @@ def _json(body: bytes | str, status: int = 200) -> Response:
 
 
 def create_app(dataplane: DataPlane) -> InferenceRoutes:
-    """The REST API's ASGI app."""
-    return InferenceRoutes(dataplane, _quart_app(dataplane))
+    """The REST API's ASGI app: the V2 inference endpoints, then the OpenAI-compatible API
+    (``openai_enabled``; ``rest/openai.py``), then Quart for the rest."""
+    app: Any = _quart_app(dataplane)
+    if dataplane.settings.openai_enabled:
+        from .openai import OpenAIRoutes
+
+        app = OpenAIRoutes(dataplane, app)
+    return InferenceRoutes(dataplane, app)
 
 
 def _quart_app(dataplane: DataPlane) -> QuartTrio:

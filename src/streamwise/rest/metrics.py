@@ -21,8 +21,9 @@ SKIPPED = frozenset({"/v2/health/live", "/v2/health/ready"})
 APP_NAME = "streamwise"
 
 
-def template_of(path: str) -> str:
-    """The route template of a REST path; ``"unmatched"`` for a path no route serves."""
+def template_of(path: str, openai_prefix: str | None = None) -> str:
+    """The route template of a REST path; ``"unmatched"`` for a path no route serves.
+    ``openai_prefix``: where the OpenAI-compatible API is (None: it is off)."""
     route = route_of(path)
     if route is not None:
         _, version, action = route
@@ -31,6 +32,12 @@ def template_of(path: str) -> str:
         return f"/v2/models/{{model_name}}/versions/{{model_version}}/{action}"
     if path in ("/v2", "/v2/repository/index"):
         return path
+    if openai_prefix is not None and path.startswith(openai_prefix + "/v1/"):
+        tail = path[len(openai_prefix) :]
+        if tail in ("/v1/models", "/v1/completions", "/v1/chat/completions"):
+            return path
+        if tail.startswith("/v1/models/"):
+            return f"{openai_prefix}/v1/models/{{model}}"
     parts = path.split("/")
     if parts[:3] == ["", "v2", "models"] and len(parts) >= 4 and parts[3]:
         rest = parts[4:]
@@ -47,9 +54,12 @@ def template_of(path: str) -> str:
 
 
 class RestMetrics:
-    def __init__(self, app: Any, prefix: str, root_path: str = "") -> None:
+    def __init__(
+        self, app: Any, prefix: str, root_path: str = "", openai_prefix: str | None = None
+    ) -> None:
         self.app = app
         self.root_path = root_path
+        self.openai_prefix = openai_prefix
         self.requests, self.duration, self.in_progress = rest_metrics(prefix)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -63,7 +73,7 @@ class RestMetrics:
             await self.app(scope, receive, send)
             return
         method = scope["method"]
-        template = template_of(path)
+        template = template_of(path, self.openai_prefix)
         status = [500]
 
         async def counted_send(message: Any) -> None:
