@@ -125,10 +125,11 @@ def tensor_from_bytes(blob: bytes, datatype: str, shape: list[int], name: str) -
 
 
 def _bf16_bits(values: npt.NDArray[np.float32]) -> npt.NDArray[np.uint16]:
-    """float32 -> bfloat16 bits, rounding to nearest even (as ``ml_dtypes`` does)."""
+    """float32 -> bfloat16 bits, rounding to nearest even (as ``ml_dtypes`` does); a NaN
+    keeps its sign and upper payload, made quiet (rounding could make it infinite)."""
     bits = values.view(np.uint32).astype(np.uint64)
-    rounded = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
-    return np.where(np.isnan(values), np.uint16(0x7FC0), rounded).astype("<u2")
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16
+    return np.where(np.isnan(values), (bits >> 16) | 0x40, rounded).astype("<u2")
 
 
 def _flat(data: Any) -> list[Any]:
@@ -161,13 +162,21 @@ def tensor_to_bytes(output: ResponseOutput) -> bytes:
     if datatype == "BYTES":
         flat = _flat(data)
         parts = []
-        try:
-            for item in flat:
-                b = item.encode() if isinstance(item, str) else bytes(item)
-                parts.append(_LENGTH.pack(len(b)))
-                parts.append(b)
-        except (TypeError, ValueError, UnicodeEncodeError) as exc:
-            raise ModelFailed(f"model failed: {label}: BYTES data cannot be sent ({exc})") from None
+        for item in flat:
+            if isinstance(item, str):
+                try:
+                    b = item.encode()
+                except UnicodeEncodeError as exc:
+                    raise ModelFailed(f"model failed: {label}: not UTF-8 ({exc})") from None
+            elif isinstance(item, bytes | bytearray | memoryview):
+                b = bytes(item)
+            else:
+                raise ModelFailed(
+                    f"model failed: {label}: BYTES data cannot be sent: "
+                    f"{type(item).__name__} element {show(item, 30)}"
+                )
+            parts.append(_LENGTH.pack(len(b)))
+            parts.append(b)
         got = len(flat)
         blob = b"".join(parts)
     else:
@@ -301,6 +310,8 @@ def output_choice(request: InferenceRequest) -> OutputChoice | None:
     extra = params.__pydantic_extra__ if params is not None else None
     if extra and "binary_data_output" in extra:
         default = _flag(extra.pop("binary_data_output"), "parameters.binary_data_output")
+        if not extra and params is not None and params.model_fields_set == {"binary_data_output"}:
+            request.parameters = None  # as if the client had sent none
     named: dict[str, bool] = {}
     for out in outputs or ():
         out_extra = out.parameters.__pydantic_extra__ if out.parameters is not None else None
