@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from tritonclient.http import InferInput, InferRequestedOutput, InferResult
 from tritonclient.http._utils import _get_inference_request
-from tritonclient.utils import serialize_byte_tensor
 
 from streamwise import ServerInfo
 from streamwise.errors import InvalidRequest, ModelFailed
@@ -97,7 +96,10 @@ MALFORMED = {
         "BYTES element 1 of 9 bytes runs past the end of its binary data (3 bytes left)",
     ),
     "BYTES length cut short": (
-        post({"inputs": [{**BYTES_IN, "parameters": {"binary_data_size": 8}}]}, strings(b"ab") + b"\1\0"),
+        post(
+            {"inputs": [{**BYTES_IN, "parameters": {"binary_data_size": 8}}]},
+            strings(b"ab") + b"\1\0",
+        ),
         "BYTES element 1's 4-byte length is cut short",
     ),
     "BYTES elements fewer than the shape": (
@@ -105,7 +107,10 @@ MALFORMED = {
         "shape [2] needs 2 BYTES elements, binary data has 1",
     ),
     "BYTES elements more than the shape": (
-        post({"inputs": [{**BYTES_IN, "shape": [1], "parameters": {"binary_data_size": 12}}]}, strings(b"ab", b"cd")),
+        post(
+            {"inputs": [{**BYTES_IN, "shape": [1], "parameters": {"binary_data_size": 12}}]},
+            strings(b"ab", b"cd"),
+        ),
         "shape [1] needs 1 BYTES elements, its 12 bytes of binary data hold more",
     ),
     "binary_data_size and data": (
@@ -166,8 +171,12 @@ async def test_binary_in_binary_out_with_gzip(demo: ServerInfo) -> None:
     )  # fmt: skip
     content, headers = request["content"], request["headers"]
     async with httpx.AsyncClient(base_url=demo.http_url, timeout=30) as client:
-        response = await client.post(INFER, content=content, headers={**headers, "Accept-Encoding": "gzip"})
-        raw = await client.post(INFER, content=content, headers={**headers, "Accept-Encoding": "identity"})
+        response = await client.post(
+            INFER, content=content, headers={**headers, "Accept-Encoding": "gzip"}
+        )
+        raw = await client.post(
+            INFER, content=content, headers={**headers, "Accept-Encoding": "identity"}
+        )
     assert response.status_code == 200, response.text
     assert response.headers["content-encoding"] == "gzip"  # httpx decompressed it
     assert response.headers["content-type"] == "application/octet-stream"
@@ -206,7 +215,9 @@ async def test_streams_take_binary_inputs_and_answer_json_events(
         response = await client.post(f"/v2/models/identity/{action}", **request)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/event-stream")
-    events = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+    events = [
+        json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")
+    ]
     assert len(events) == 1, response.text
     assert [o["data"] for o in events[0]["outputs"]] == [[0.0, 1.0, 2.0, 3.0], ["ab", "é"]]
     assert "parameters" not in events[0]
@@ -216,7 +227,9 @@ async def test_binary_body_over_the_size_limit_is_413(start_server: StartServer)
     server = await start_server(DEMO, max_request_body_bytes=1000)
     big = np.zeros(1000, dtype="<f4")
     async with httpx.AsyncClient(base_url=server.http_url, timeout=30) as client:
-        response = await client.post(INFER, **post({"inputs": [fp32("x", [1000], big.nbytes)]}, big.tobytes()))
+        response = await client.post(
+            INFER, **post({"inputs": [fp32("x", [1000], big.nbytes)]}, big.tobytes())
+        )
     assert response.status_code == 413 and "max_request_body_bytes" in response.json()["error"]
 
 
@@ -244,7 +257,11 @@ def tensors(draw: st.DrawFn) -> tuple[str, np.ndarray[Any, Any]]:
     datatype = draw(st.sampled_from([*DTYPES, "BYTES"]))
     shape = draw(shapes)
     if datatype == "BYTES":
-        items = draw(st.lists(st.binary(max_size=12), min_size=int(np.prod(shape)), max_size=int(np.prod(shape))))
+        items = draw(
+            st.lists(
+                st.binary(max_size=12), min_size=int(np.prod(shape)), max_size=int(np.prod(shape))
+            )
+        )
         array = np.empty(len(items), dtype=object)
         array[:] = items
         return datatype, array.reshape(shape)
@@ -376,7 +393,9 @@ def test_model_output_that_does_not_fit_is_a_model_failure(
 
 
 def test_bf16_rounds_to_nearest_even_like_ml_dtypes() -> None:
-    values = np.array([1.0, 1.00390625, 1.01171875, 3.4e38, -0.0, np.inf, np.nan, 1e-40], np.float32)
+    values = np.array(
+        [1.0, 1.00390625, 1.01171875, 3.4e38, -0.0, np.inf, np.nan, 1e-40], np.float32
+    )
     output = ResponseOutput(name="y", shape=[values.size], datatype="BF16", data=values.tolist())
     ours = np.frombuffer(binary.tensor_to_bytes(output), ml_dtypes.bfloat16)
     theirs = values.astype(ml_dtypes.bfloat16)
@@ -422,5 +441,7 @@ def test_gzip_decompresses_to_the_uncompressed_layout() -> None:
     encoded = binary.encode_response(response, binary.OutputChoice(True, {}))
     assert encoded is not None
     body, length = encoded
-    result = InferResult.from_response_body(gzip.compress(body), header_length=length, content_encoding="gzip")
+    result = InferResult.from_response_body(
+        gzip.compress(body), header_length=length, content_encoding="gzip"
+    )
     assert result.as_numpy("y").tolist() == [1, 2, 3]

@@ -113,9 +113,7 @@ def test_defaults_round_trip_every_datatype(
 
 
 @pytest.mark.parametrize("datatype", sorted(JSON_SAMPLES))
-def test_json_both_ways_every_datatype(
-    client: triton.InferenceServerClient, datatype: str
-) -> None:
+def test_json_both_ways_every_datatype(client: triton.InferenceServerClient, datatype: str) -> None:
     sent = JSON_SAMPLES[datatype]
     outputs = [triton.InferRequestedOutput("x", binary_data=False)]
     result = client.infer(MODEL, [_input("x", sent, binary=False)], outputs=outputs)
@@ -178,9 +176,7 @@ def test_large_tensor_gzipped_both_ways(client: triton.InferenceServerClient) ->
     """A response compressed for a client that asks: Inference-Header-Content-Length is
     the uncompressed JSON's length, as Triton sends it and tritonclient reads it."""
     sent = np.arange(100_000, dtype=np.float32).reshape(100, 1000)
-    result = client.infer(
-        MODEL, [_input("x", sent)], response_compression_algorithm="gzip"
-    )
+    result = client.infer(MODEL, [_input("x", sent)], response_compression_algorithm="gzip")
     _same(result.as_numpy("x"), sent)
 
 

@@ -134,7 +134,7 @@ def _bf16_bits(values: npt.NDArray[np.float32]) -> npt.NDArray[np.uint16]:
 
 def _flat(data: Any) -> list[Any]:
     if isinstance(data, np.ndarray):
-        return data.ravel().tolist()  # type: ignore[no-any-return]
+        return data.ravel().tolist()
     if not isinstance(data, list):
         return [data]
     if all(not isinstance(x, list) for x in data):
@@ -210,8 +210,7 @@ def _header_length(value: str, body_size: int) -> int:
     length = int(value)
     if length > body_size:
         raise InvalidRequest(
-            f"Inference-Header-Content-Length {length} is larger than the body ({body_size} "
-            "bytes)"
+            f"Inference-Header-Content-Length {length} is larger than the body ({body_size} bytes)"
         )
     return length
 
