@@ -22,7 +22,7 @@ import pytest
 import trio
 
 from streamwise import __version__
-from tests.support import DOCUMENT, ROOT, StartServer, served_in_subprocess
+from tests.support import DEMO, DOCUMENT, ROOT, StartServer, served_in_subprocess
 
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", flags=re.S | re.M)
 EXAMPLE_LANGUAGES = {"bash", "sh", "python", "json"}
@@ -37,6 +37,7 @@ RUN = {
     ("running.md", "info.shutdown()"),
     ("grpc.md", "grpc_tools.protoc"),
     ("grpc.md", "ModelStreamInfer"),
+    ("triton.md", "tritonclient.http"),
 }
 # the blocks whose command lines are checked against the commands' --help
 HELP_CHECKED = {
@@ -156,6 +157,16 @@ def test_the_grpc_client_streams_the_tokens(
     done = run([sys.executable, "-c", code], cwd=tmp_path, env=environment(PYTHONPATH="stubs"))
     words = [b"What", b" is", b" the", b" capital", b" of", b" France?"]
     assert done.stdout.split("\n")[:-1] == [str([word]) for word in words]
+
+
+def test_the_triton_client_example_round_trips() -> None:
+    with served_in_subprocess(DEMO) as ports:
+        code = on_ports(block("triton.md", "python", "tritonclient.http"), *ports)
+        done = run([sys.executable, "-c", code], cwd=ROOT)
+    assert done.stdout.splitlines() == [
+        "[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]] [b'raw \\xff bytes', b'']",
+        "True",
+    ]
 
 
 def command_lines(code: str) -> list[tuple[list[str], str]]:
