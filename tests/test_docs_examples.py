@@ -42,6 +42,7 @@ RUN = {
     ("openai.md", "chat.completions.create"),
     ("openai.md", "/v1/completions"),
     ("openai.md", '"prompt_input": "prompt"'),
+    ("triton.md", "tritonclient.http"),
 }
 # the blocks whose command lines are checked against the commands' --help
 HELP_CHECKED = {
@@ -202,6 +203,16 @@ def test_the_openai_model_settings_example_is_valid(tmp_path: pathlib.Path) -> N
     assert render_chat([Message(role="user", content="Hi")], target.template) == (
         "<s>[user] Hi\n[assistant]"
     )
+
+
+def test_the_triton_client_example_round_trips() -> None:
+    with served_in_subprocess(DEMO) as ports:
+        code = on_ports(block("triton.md", "python", "tritonclient.http"), *ports)
+        done = run([sys.executable, "-c", code], cwd=ROOT)
+    assert done.stdout.splitlines() == [
+        "[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]] [b'raw \\xff bytes', b'']",
+        "True",
+    ]
 
 
 def command_lines(code: str) -> list[tuple[list[str], str]]:

@@ -28,7 +28,11 @@ async def test_health_and_server_metadata(demo: ServerInfo, client: httpx.AsyncC
         assert (r.status_code, r.content) == (200, b"")
     r = await client.get(demo.http_url + "/v2")
     assert r.status_code == 200
-    assert r.json() == {"name": "streamwise", "version": "0.1.0", "extensions": []}
+    assert r.json() == {
+        "name": "streamwise",
+        "version": "0.1.0",
+        "extensions": ["binary_tensor_data"],
+    }
 
 
 async def test_model_metadata_and_ready_with_and_without_versions(

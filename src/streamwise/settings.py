@@ -86,7 +86,7 @@ class Settings(_Frozen):
     server_version: str | None = None
     """The version in the server metadata; None: the package's version."""
     extensions: tuple[str, ...] = ()
-    """The extensions listed in the server metadata."""
+    """Extensions listed in the server metadata, after the built-in ``binary_tensor_data``."""
     grpc_max_message_length: int | None = Field(None, gt=0)
     """gRPC message size limit, both ways: ``RESOURCE_EXHAUSTED`` over it (None: 64 MiB)."""
     grpc_enabled: bool = True

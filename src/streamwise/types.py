@@ -95,6 +95,9 @@ class Datatype(enum.StrEnum):
     FP32 = "FP32"
     FP64 = "FP64"
     BYTES = "BYTES"
+    BF16 = "BF16"
+    """bfloat16 (Triton's): JSON numbers, or the upper half of a float32 as binary data
+    (``protocol/binary.py``); no gRPC typed contents."""
 
 
 class Parameters(BaseModel):

@@ -35,12 +35,13 @@ _DatatypeToNumpy: dict[str, np.dtype[Any]] = {
     Datatype.FP32.value: np.dtype(np.float32),
     Datatype.FP64.value: np.dtype(np.float64),
     Datatype.BYTES.value: np.dtype(object),
+    Datatype.BF16.value: np.dtype(np.float32),  # numpy has no bfloat16: decoded as float32
 }
 # By (kind, itemsize), so that byte order and aliases (np.byte, np.intc) do not matter.
 _NumpyToDatatype: dict[tuple[str, int], Datatype] = {
     (dtype.kind, dtype.itemsize): Datatype(name)
     for name, dtype in _DatatypeToNumpy.items()
-    if name != Datatype.BYTES.value
+    if name not in (Datatype.BYTES.value, Datatype.BF16.value)
 }
 _BytesKinds = frozenset("OSU")
 

@@ -13,7 +13,7 @@ message names the input):
 - with ``max_elements`` (the server's ``max_tensor_elements``), no shape declares more
   elements: :class:`~streamwise.errors.PayloadTooLarge`, checked before the data;
 - every element fits the datatype: booleans for BOOL, integers within range for the
-  integer types (no booleans, no floats), numbers for FP16/32/64, strings (or bytes, from
+  integer types (no booleans, no floats), numbers for FP16/32/64 and BF16, strings (or bytes, from
   in-process callers) for BYTES;
 - against the model's declared inputs, when it declares any: every input is declared and
   has the declared datatype; every declared input is present unless its metadata
@@ -55,7 +55,7 @@ INT_RANGES: dict[str, tuple[int, int]] = {
     "INT32": (-(2**31), 2**31 - 1),
     "INT64": (-(2**63), 2**63 - 1),
 }
-_FLOATS = frozenset({"FP16", "FP32", "FP64"})
+_FLOATS = frozenset({"FP16", "FP32", "FP64", "BF16"})
 MAX_ELEMENTS = 2**63 - 1
 """The largest dimension, and the most elements a shape may declare: int64, as V2 counts."""
 

@@ -8,7 +8,12 @@ same error mapping (``rest/errors.answer_for``); every other path goes on to Qua
 
 Per request: the body is read (bounded by ``max_request_body_bytes``), the bearer token
 checked, the request parsed and validated once (``DataPlane.prepare``), then either one
-JSON answer or a stream of server-sent events. The request's nursery races a disconnect
+JSON answer or a stream of server-sent events. A request with an
+``Inference-Header-Content-Length`` header uses the binary tensor data extension
+(``protocol/binary.py``): its inputs are decoded into the form JSON inputs have, on every
+endpoint; a unary answer has binary outputs when the request asks for them (streams'
+events stay JSON). Without that header, and without ``binary_data`` output parameters, a
+request costs what it did before the extension. The request's nursery races a disconnect
 watcher against the answer, so a client that goes away cancels its model at once.
 """
 
@@ -22,7 +27,7 @@ import trio
 
 from ..errors import InvalidRequest, StreamwiseError, Unauthenticated
 from ..logs import Access
-from ..protocol import auth, sse
+from ..protocol import auth, binary, sse
 from ..runtime.dataplane import Call, DataPlane
 from ..types import InferenceRequest, InferenceResponse
 from .errors import answer_for, describe_validation_error, error_body
@@ -39,6 +44,7 @@ UNARY = frozenset({"infer", "generate"})
 STREAMING = frozenset({"infer_stream", "generate_stream"})
 
 _JSON = [(b"content-type", b"application/json")]
+_BINARY = (b"content-type", b"application/octet-stream")  # as Triton answers
 _SSE = [(k.lower().encode(), v.encode()) for k, v in sse.STREAM_HEADERS.items()]
 _CLOSE = (b"connection", b"close")
 
@@ -127,7 +133,10 @@ class InferenceRoutes:
         except _Gone:
             return
         try:
-            call = self.dataplane.prepare(name, version, _parse(body), headers=scope["headers"])
+            header_length = _header(scope, binary.HEADER)
+            request = _parse(body) if header_length is None else _parse_binary(body, header_length)
+            choice = binary.output_choice(request)  # streams ignore it: events are JSON
+            call = self.dataplane.prepare(name, version, request, headers=scope["headers"])
         except StreamwiseError as exc:
             await _send_json(send, *_answer_for(exc))
             return
@@ -139,7 +148,7 @@ class InferenceRoutes:
             if action in STREAMING:
                 await self._stream(call, send, access)
             else:
-                await self._infer(call, send)
+                await self._infer(call, send, choice)
             watch.answered(nursery.cancel_scope)
         if watch.left and access.outcome is None:  # else: it left once all was sent
             access.outcome = "client disconnect"
@@ -167,14 +176,18 @@ class InferenceRoutes:
             return
         await _send_json(send, status, body, headers)
 
-    async def _infer(self, call: Call, send: Send) -> None:
+    async def _infer(self, call: Call, send: Send, choice: binary.OutputChoice | None) -> None:
         try:
             response = await self.dataplane.infer(call)
-            body = response.model_dump_json().encode()
+            encoded = None if choice is None else binary.encode_response(response, choice)
+            body = response.model_dump_json().encode() if encoded is None else encoded[0]
         except Exception as exc:  # ours: its status; anything else: 500, logged
             await _send_json(send, *_answer_for(exc))
             return
-        await _send_json(send, 200, body)
+        if encoded is None:
+            await _send_json(send, 200, body)
+            return
+        await _send_binary(send, body, encoded[1])
 
     async def _stream(self, call: Call, send: Send, access: Access) -> None:
         """The model's stream is opened first, so that it starts while the headers go out
@@ -230,6 +243,13 @@ def _parse(body: bytes) -> InferenceRequest:
         raise InvalidRequest(describe_validation_error(exc)) from None
 
 
+def _parse_binary(body: bytes, header_length: str) -> InferenceRequest:
+    try:
+        return binary.decode_request(body, header_length)
+    except pydantic.ValidationError as exc:
+        raise InvalidRequest(describe_validation_error(exc)) from None
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
@@ -247,6 +267,13 @@ async def _send_json(
             "headers": [*_JSON, (b"content-length", str(len(body)).encode()), *(headers or ())],
         }
     )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def _send_binary(send: Send, body: bytes, header_length: int) -> None:
+    headers = [_BINARY, (binary.HEADER, str(header_length).encode())]
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 

@@ -66,6 +66,10 @@ __all__ = ["DataPlane", "Call", "Guard", "Peers"]  # Guard: from calls.py, where
 
 RepositoryOp = Literal["load", "unload"]
 
+BUILTIN_EXTENSIONS = ("binary_tensor_data",)
+"""Listed in the server metadata before the ``extensions`` setting's: the REST API's
+binary tensor data extension (``protocol/binary.py``)."""
+
 
 class Peers(Protocol):
     """The other worker processes serving the same ports (``parallel_workers``)."""
@@ -204,7 +208,7 @@ class DataPlane:
         return MetadataServerResponse(
             name=self.settings.server_name,
             version=self.settings.version,
-            extensions=list(self.settings.extensions),
+            extensions=[*BUILTIN_EXTENSIONS, *self.settings.extensions],
         )
 
     async def model_metadata(self, name: str, version: str | None) -> MetadataModelResponse:
