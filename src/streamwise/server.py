@@ -347,7 +347,11 @@ async def _serve(
         try:
             # Both transports stop (gRPC server closed, Hypercorn's nursery cancelled)
             # before the models are unloaded in the finally below.
-            async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
+            async with (
+                dataplane.loader.serving(),  # the models' nursery: batchers, until the end
+                AsyncExitStack() as stack,
+                trio.open_nursery() as nursery,
+            ):
                 grpc_server = None
                 if settings.grpc_enabled:
                     from .grpc.server import open_grpc_server  # grpclib only when gRPC is on

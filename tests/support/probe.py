@@ -15,6 +15,10 @@ headers_seen: dict[str, dict[str, str]] = {}
 """The request headers a model saw, per request id (models that record them)."""
 progress: dict[str, int] = {}
 """Responses a model has yielded so far, per request id (models that count them)."""
+batches: list[dict[str, object]] = []
+"""What each ``predict`` call of a batching test model saw (tests/test_batching.py)."""
+gate: dict[str, bool] = {}
+"""Switches a test model waits on (``"held"``: it is waiting; ``"open"``: go on)."""
 
 
 def record_finally(request_id: str | None, was_cancelled: bool) -> None:
