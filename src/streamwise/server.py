@@ -7,6 +7,7 @@
     └── asyncio loop (a trio task runs it)   MLServer-style asyncio models, and grpclib
         ├── portal nursery                   trio tasks of gRPC handlers (one per call)
         ├── grpclib Server (on the loop)     gRPC; each handler crosses into trio once
+        ├── models' nursery                  batchers of the models that batch (batching.py)
         └── nursery
             ├── hypercorn.trio.serve(app)    REST + SSE; request tasks live under it
             ├── watchdog                     logs an event loop blocked too long
