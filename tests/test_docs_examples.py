@@ -43,6 +43,7 @@ RUN = {
     ("openai.md", "/v1/completions"),
     ("openai.md", '"prompt_input": "prompt"'),
     ("triton.md", "tritonclient.http"),
+    ("batching.md", '"max_batch_size": 16'),
 }
 # the blocks whose command lines are checked against the commands' --help
 HELP_CHECKED = {
@@ -93,6 +94,16 @@ def test_every_example_is_run_or_checked() -> None:
         )
     for page, marker in known:
         assert marker in PAGES[page], f"docs/{page} no longer holds {marker!r}"
+
+
+def test_the_batching_settings_turn_batching_on(tmp_path: pathlib.Path) -> None:
+    from streamwise.runtime.batching import batching_enabled
+    from streamwise.settings import load_model_settings
+
+    path = tmp_path / "model-settings.json"
+    path.write_text(block("batching.md", "json", '"max_batch_size": 16'))
+    settings = load_model_settings(path)
+    assert batching_enabled(settings.max_batch_size, settings.max_batch_time)
 
 
 def test_the_cli_examples_print_help_and_version() -> None:

@@ -54,6 +54,9 @@ LATENCY_BUCKETS = (
 """Seconds, from half a millisecond (a token's gap on a fast stream) to five minutes (a
 long generation's whole run); the same for every latency histogram."""
 
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+"""Requests per batch (adaptive batching): powers of two up to MLServer-sized batches."""
+
 MODEL = ("model", "version")  # MLServer's labels on model_infer_request_*
 STREAM = ("model", "version", "transport")
 
@@ -99,6 +102,12 @@ STREAMS_OPEN = Gauge(
     "streamwise_streams_open", "Streams running now", STREAM, multiprocess_mode="livesum"
 )
 STREAMS_ENDED = Counter("streamwise_streams_ended", "Streams ended, by how", (*STREAM, "outcome"))
+BATCH_SIZE = Histogram(
+    "streamwise_batch_size",
+    "Requests merged into one predict call by adaptive batching (max_batch_size)",
+    MODEL,
+    buckets=BATCH_BUCKETS,
+)
 REQUESTS_REFUSED = Counter(
     "streamwise_requests_refused",
     "Inference requests refused before their model ran, by why",

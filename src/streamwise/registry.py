@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -30,6 +31,9 @@ from .errors import ConfigError, ModelNotFound, ModelNotReady
 from .model import MLModel
 from .settings import ModelSettings
 from .types import State
+
+if TYPE_CHECKING:
+    from .runtime.batching import Batcher
 
 __all__ = ["ModelState", "Event", "TRANSITIONS", "ModelSlot", "ModelRegistry"]
 
@@ -70,6 +74,8 @@ class ModelSlot:
     state: ModelState = ModelState.UNLOADED
     reason: str = ""
     model: MLModel | None = None
+    batcher: Batcher | None = None
+    """The model's adaptive batcher while it is loaded, when its settings batch."""
     in_flight: int = 0
     _idle: trio.Event = field(default_factory=trio.Event)
 

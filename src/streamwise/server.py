@@ -7,6 +7,7 @@
     └── asyncio loop (a trio task runs it)   MLServer-style asyncio models, and grpclib
         ├── portal nursery                   trio tasks of gRPC handlers (one per call)
         ├── grpclib Server (on the loop)     gRPC; each handler crosses into trio once
+        ├── models' nursery                  batchers of the models that batch (batching.py)
         └── nursery
             ├── hypercorn.trio.serve(app)    REST + SSE; request tasks live under it
             ├── watchdog                     logs an event loop blocked too long
@@ -350,7 +351,11 @@ async def _serve(
         try:
             # Both transports stop (gRPC server closed, Hypercorn's nursery cancelled)
             # before the models are unloaded in the finally below.
-            async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
+            async with (
+                dataplane.loader.serving(),  # the models' nursery: batchers, until the end
+                AsyncExitStack() as stack,
+                trio.open_nursery() as nursery,
+            ):
                 grpc_server = None
                 if settings.grpc_enabled:
                     from .grpc.server import open_grpc_server  # grpclib only when gRPC is on

@@ -299,10 +299,12 @@ class ModelSettings(_Frozen):
     parameters: ModelParameters | None = None
     """The model's parameters: version, content type, and values for the model itself."""
     max_batch_size: int = 0
-    """MLServer's adaptive batching: accepted so its files load, not acted upon (streamwise
-    does not batch requests)."""
+    """Adaptive batching (MLServer's): the most unary requests merged into one ``predict``
+    call along their first dimension. On when over 1 and ``max_batch_time`` is over 0;
+    streams are never batched (docs/batching.md)."""
     max_batch_time: float = 0.0
-    """MLServer's adaptive batching: accepted so its files load, not acted upon."""
+    """Adaptive batching (MLServer's): seconds a batch waits, from its first request, for
+    more requests before it runs (when not full before: ``max_batch_size``)."""
     max_concurrency: int | None = Field(None, ge=1)
     """This model's limit of requests at once (default: the server's model_max_concurrency)."""
     request_timeout_s: float | None = Field(None, gt=0)

@@ -19,6 +19,10 @@ prompts: dict[str, str] = {}
 """The prompt a model got, per request id (models that record it: openai-words)."""
 parameters_seen: dict[str, dict[str, object]] = {}
 """The request parameters a model got, per request id (models that record them)."""
+batches: list[dict[str, object]] = []
+"""What each ``predict`` call of a batching test model saw (tests/test_batching.py)."""
+gate: dict[str, bool] = {}
+"""Switches a test model waits on (``"held"``: it is waiting; ``"open"``: go on)."""
 
 
 def record_finally(request_id: str | None, was_cancelled: bool) -> None:

@@ -135,7 +135,9 @@ class DataPlane:
         """Set in a worker process: the repository API's loads and unloads reach all."""
         self.registry = registry
         self.backends = backends
-        self.loader = ModelLoader(registry, backends)
+        self.metrics = Metrics() if settings.metrics_endpoint else None
+        """None: metrics are off (``metrics_endpoint`` null)."""
+        self.loader = ModelLoader(registry, backends, metrics=self.metrics is not None)
         self.started = trio.Event()
         """Set once the models to load at startup have been loaded (or have failed)."""
         self.shutdown_requested = trio.Event()
@@ -144,8 +146,6 @@ class DataPlane:
         """New requests are refused (503 / UNAVAILABLE); those in flight go on."""
         self._guards: set[Guard] = set()
         self._idle = trio.Event()
-        self.metrics = Metrics() if settings.metrics_endpoint else None
-        """None: metrics are off (``metrics_endpoint`` null)."""
 
     # -- draining --
     @property
@@ -326,7 +326,12 @@ class DataPlane:
             model_context(*call.labels[:2]),
         ):
             with guard.scope:
-                return call.stamp(await calls.infer(self.backends.of(model), model, call.request))
+                batcher = call.slot.batcher
+                if batcher is None:
+                    response = await calls.infer(self.backends.of(model), model, call.request)
+                else:  # adaptive batching: this request's rows of a batch's answer
+                    response = await batcher.infer(call.request)
+                return call.stamp(response)
             raise guard.failure()  # the scope was cancelled: timeout or shutdown
 
     @asynccontextmanager

@@ -1,6 +1,10 @@
 """Loading and unloading models: importing their code, calling their ``load`` and
 ``unload`` on their backend, and firing the registry's lifecycle events
-(:data:`~streamwise.registry.TRANSITIONS`)."""
+(:data:`~streamwise.registry.TRANSITIONS`).
+
+The loader also owns the models' lifetime nursery (:meth:`ModelLoader.serving`, opened by
+``serve()``): a model's tasks that outlive any one request, its adaptive batcher, run
+there, from its load to its unload."""
 
 from __future__ import annotations
 
@@ -10,6 +14,8 @@ import importlib.util
 import logging
 import pathlib
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
@@ -19,6 +25,7 @@ from ..model import MLModel
 from ..registry import Event, ModelRegistry, ModelSlot, ModelState
 from ..settings import ModelSettings
 from .backends import Backends
+from .batching import Batcher, batching_enabled
 
 __all__ = ["ModelLoader", "import_implementation"]
 
@@ -78,9 +85,49 @@ def import_implementation(settings: ModelSettings) -> type[MLModel]:
 class ModelLoader:
     """Loads and unloads the models of ``registry`` on their ``backends``."""
 
-    def __init__(self, registry: ModelRegistry, backends: Backends) -> None:
+    def __init__(
+        self, registry: ModelRegistry, backends: Backends, *, metrics: bool = False
+    ) -> None:
         self._registry = registry
         self._backends = backends
+        self._metrics = metrics
+        self._nursery: trio.Nursery | None = None
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """The models' lifetime nursery, for the block: batchers start in it as their
+        models load, end as they unload; any left are cancelled when the block ends (their
+        requests failed, never left waiting)."""
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                try:
+                    yield
+                finally:
+                    self._nursery = None
+                    nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # the block's own exception, alone in a group
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+
+    async def _start_batcher(self, slot: ModelSlot, model: MLModel) -> Batcher | None:
+        settings = slot.settings
+        size, wait = settings.max_batch_size, settings.max_batch_time
+        if not batching_enabled(size, wait):
+            if size > 1:
+                log.warning(
+                    "model %s: max_batch_size %d with max_batch_time %g: no batching (it "
+                    "needs max_batch_time > 0)", slot.name, size, wait,
+                )  # fmt: skip
+            return None
+        if self._nursery is None:
+            log.warning("model %s: not batched: no running server (ModelLoader.serving)", slot.name)
+            return None
+        batcher = Batcher(model, self._backends.of(model), size, wait, metrics=self._metrics)
+        await self._nursery.start(batcher.run, name=f"batcher:{slot.name}")
+        log.info("model %s: adaptive batching, up to %d requests or %g s", slot.name, size, wait)
+        return batcher
 
     async def load(self, slot: ModelSlot) -> None:
         """Load one version; a failure leaves it FAILED with the reason, and is raised."""
@@ -105,6 +152,7 @@ class ModelLoader:
             raise
         model.ready = True
         slot.model = model
+        slot.batcher = await self._start_batcher(slot, model)
         slot.fire(Event.LOADED)
         log.info("model %s%s ready", slot.name, f" ({slot.version})" if slot.version else "")
 
@@ -131,8 +179,14 @@ class ModelLoader:
         if slot.state is ModelState.LOADING:
             raise ModelNotReady(f"model {slot.name!r} is loading; unload it once it is ready")
         slot.fire(Event.UNLOAD)
+        batcher = slot.batcher
+        if batcher is not None:
+            batcher.close()  # the batches forming run now, not at their max_batch_time
         await slot.drained()
         model, slot.model = slot.model, None
+        if batcher is not None:  # drained: nobody waits in it; it has ended or ends now
+            slot.batcher = None
+            await batcher.aclose()
         try:
             if model is not None:
                 model.ready = False
