@@ -8,7 +8,10 @@ same error mapping (``rest/errors.answer_for``); every other path goes on to Qua
 
 Per request: the body is read (bounded by ``max_request_body_bytes``), the bearer token
 checked, the request parsed and validated once (``DataPlane.prepare``), then either one
-JSON answer or a stream of server-sent events. The request's nursery races a disconnect
+JSON answer or a stream of server-sent events. ``generate`` and ``generate_stream`` also
+take Triton's flat JSON (``protocol/generate.py``): a body that is no V2 request is read
+again as one, so a V2 request costs what it always did, and the flat one is answered in
+its own dialect. The request's nursery races a disconnect
 watcher against the answer, so a client that goes away cancels its model at once.
 """
 
@@ -22,7 +25,7 @@ import trio
 
 from ..errors import InvalidRequest, StreamwiseError, Unauthenticated
 from ..logs import Access
-from ..protocol import auth, sse
+from ..protocol import auth, generate, sse
 from ..runtime.dataplane import Call, DataPlane
 from ..types import InferenceRequest, InferenceResponse
 from .errors import answer_for, describe_validation_error, error_body
@@ -37,6 +40,8 @@ ASGIApp = Callable[..., Awaitable[None]]
 
 UNARY = frozenset({"infer", "generate"})
 STREAMING = frozenset({"infer_stream", "generate_stream"})
+GENERATE = frozenset({"generate", "generate_stream"})
+"""The routes that also take Triton's flat generate request."""
 
 _JSON = [(b"content-type", b"application/json")]
 _SSE = [(k.lower().encode(), v.encode()) for k, v in sse.STREAM_HEADERS.items()]
@@ -68,6 +73,10 @@ def route_of(path: str) -> tuple[str, str | None, str] | None:
 
 def _encode_event(response: InferenceResponse) -> bytes:
     return sse.data_event(response.model_dump_json())
+
+
+def _encode_json(response: InferenceResponse) -> bytes:
+    return response.model_dump_json().encode()
 
 
 class _TooLarge(Exception):
@@ -126,8 +135,15 @@ class InferenceRoutes:
             return
         except _Gone:
             return
+        flat: generate.FlatRequest | None = None
         try:
-            call = self.dataplane.prepare(name, version, _parse(body), headers=scope["headers"])
+            try:
+                request: InferenceRequest | generate.FlatRequest = _parse(body)
+            except InvalidRequest:  # no V2 request: maybe Triton's flat one
+                if action not in GENERATE or (flat := generate.read(body)) is None:
+                    raise
+                request = flat
+            call = self.dataplane.prepare(name, version, request, headers=scope["headers"])
         except StreamwiseError as exc:
             await _send_json(send, *_answer_for(exc))
             return
@@ -136,7 +152,13 @@ class InferenceRoutes:
         async with trio.open_nursery() as nursery:
             watch = _Disconnect(nursery.cancel_scope)
             nursery.start_soon(watch.wait, receive)
-            if action in STREAMING:
+            if flat is not None:  # answered in Triton's dialect; `id` only if it had one
+                encode = generate.encoder(call.request.id is not None, action in STREAMING)
+                if action in STREAMING:
+                    await self._stream(call, send, access, encode, generate.error_event)
+                else:
+                    await self._infer(call, send, encode)
+            elif action in STREAMING:
                 await self._stream(call, send, access)
             else:
                 await self._infer(call, send)
@@ -167,24 +189,34 @@ class InferenceRoutes:
             return
         await _send_json(send, status, body, headers)
 
-    async def _infer(self, call: Call, send: Send) -> None:
+    async def _infer(
+        self, call: Call, send: Send, encode: Callable[[InferenceResponse], bytes] = _encode_json
+    ) -> None:
         try:
             response = await self.dataplane.infer(call)
-            body = response.model_dump_json().encode()
+            body = encode(response)
         except Exception as exc:  # ours: its status; anything else: 500, logged
             await _send_json(send, *_answer_for(exc))
             return
         await _send_json(send, 200, body)
 
-    async def _stream(self, call: Call, send: Send, access: Access) -> None:
+    async def _stream(
+        self,
+        call: Call,
+        send: Send,
+        access: Access,
+        encode: Callable[[InferenceResponse], bytes] = _encode_event,
+        error_event: Callable[[str], bytes] = sse.error_event,
+    ) -> None:
         """The model's stream is opened first, so that it starts while the headers go out
         (and a refusal at the start, such as the concurrency limit, is a JSON error, not a
         200, or a bug of ours, a logged 500); then 200 and the events; a failure after
-        that is a last ``event: error``, never a clean end (a bug of ours there goes on to
-        Hypercorn, which cuts the connection)."""
+        that is a last error event (V2: ``event: error``; Triton's dialect: a ``data:``
+        event holding ``{"error": ...}``), never a clean end (a bug of ours there goes on
+        to Hypercorn, which cuts the connection)."""
         started = False
         try:
-            async with self.dataplane.stream(call, _encode_event) as stream:
+            async with self.dataplane.stream(call, encode) as stream:
                 await send({"type": "http.response.start", "status": 200, "headers": _SSE})
                 started = True
                 access.responses = 0
@@ -200,7 +232,7 @@ class InferenceRoutes:
             if not isinstance(exc, StreamwiseError):
                 raise
             failure = exc
-        end = sse.error_event(str(failure)) if failure is not None else b""
+        end = error_event(str(failure)) if failure is not None else b""
         access.outcome = "completed" if failure is None else str(failure)
         await send({"type": "http.response.body", "body": end, "more_body": False})
 
