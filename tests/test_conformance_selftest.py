@@ -34,8 +34,8 @@ STREAM_ERRORS = "conformance/test_stream_errors.py::"
 ERRORS = "conformance/test_errors.py::"
 INFER = "conformance/test_infer.py::"
 REFERENCE_MODELS = (
-    "echo-stream", "fail-mid-stream", "identity", "slow-stream", "text-model",
-    "token-streamer", "word-streamer",
+    "echo-stream", "fail-mid-stream", "identity", "slow-stream", "text-generator",
+    "text-model", "token-streamer", "word-streamer",
 )  # fmt: skip
 FAILURE_IN_A_STREAM = [
     STREAM_ERRORS + "test_failure_mid_stream_is_never_a_clean_end",

@@ -43,7 +43,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pydantic
-import pydantic_core
 
 from ..errors import InvalidRequest, ModelFailed, show
 from ..types import InferenceRequest, InferenceResponse, MetadataTensor, Parameters, RequestInput
@@ -53,6 +52,8 @@ __all__ = ["FlatRequest", "read", "to_request", "encoder", "error_event"]
 _RESERVED = frozenset({"id", "parameters"})
 _CODEC_PARAMETERS = frozenset({"content_type", "headers"})
 _TENSOR_VALUE = "a string, number, boolean or a list of them"
+_FLAT = pydantic.TypeAdapter(dict[str, Any])
+"""Serialises a flat response as pydantic serialises V2's (compact, the same floats)."""
 
 
 class _Object(dict[str, Any]):
@@ -280,10 +281,10 @@ def encoder(with_id: bool, streaming: bool) -> Callable[[InferenceResponse], byt
     """Response -> bytes: the JSON body, or for a stream its ``data:`` event."""
 
     def encode(response: InferenceResponse) -> bytes:
-        return pydantic_core.to_json(flat_response(response, with_id))
+        return _FLAT.dump_json(flat_response(response, with_id))
 
     def encode_event(response: InferenceResponse) -> bytes:
-        return b"data: " + pydantic_core.to_json(flat_response(response, with_id)) + b"\n\n"
+        return b"data: " + _FLAT.dump_json(flat_response(response, with_id)) + b"\n\n"
 
     return encode_event if streaming else encode
 
