@@ -333,7 +333,7 @@ async def test_0_dimension_output(models: ServerInfo, client: httpx.AsyncClient)
 async def test_v2_requests_on_generate_are_unchanged(
     models: ServerInfo, client: httpx.AsyncClient
 ) -> None:
-    """A body with an `inputs` list is V2 in, V2 out; its errors stay V2's."""
+    """A body with an `inputs` key is V2 in, V2 out; its errors stay V2's."""
     v2 = {
         "id": "v2-1",
         "inputs": [
@@ -346,6 +346,8 @@ async def test_v2_requests_on_generate_are_unchanged(
     assert r.json()["id"] == "v2-1" and r.json()["outputs"][0]["data"] == [TEXT]
     r = await client.post(url(models, "generate"), json={"inputs": [{"name": "PROMPT"}]})
     assert r.status_code == 400 and r.json()["error"].startswith("invalid request: inputs.0")
+    r = await client.post(url(models, "generate"), json={"inputs": "PROMPT", "STREAM": False})
+    assert r.status_code == 400 and r.json()["error"].startswith("invalid request: inputs:")
     # `infer` takes V2 only: a flat body there is V2's error
     r = await client.post(url(models, "infer"), json={"PROMPT": TEXT, "STREAM": False})
     assert r.status_code == 400 and "inputs" in r.json()["error"]

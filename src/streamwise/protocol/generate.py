@@ -1,8 +1,8 @@
 """Triton's generate dialect: flat JSON in, flat JSON out (sans-IO, no server state).
 
 ``POST .../generate`` and ``.../generate_stream`` take two bodies. A V2 request (one with
-an ``inputs`` list) is served as it always was; anything else that is a JSON object is
-Triton's flat request (its ``docs/protocol/extension_generate.md``, and the conversion in
+an ``inputs`` key) is served as it always was; any other JSON object is Triton's flat
+request (its ``docs/protocol/extension_generate.md``, and the conversion in
 its ``src/http_server.cc``)::
 
     {"text_input": "What is", "parameters": {"max_tokens": 8}, "id": "42"}
@@ -82,7 +82,8 @@ class FlatRequest:
 
 def read(body: bytes) -> FlatRequest | None:
     """The body as a flat generate request, or None when it is not one: not a JSON object,
-    or one with an ``inputs`` list (a V2 request, whose own error stands). An empty body is
+    or one with an ``inputs`` key (a V2 request, maybe a broken one: its own error stands,
+    rather than a flat-dialect error a V2 client would not understand). An empty body is
     ``{}``, as Triton reads it."""
     if not body.strip():
         return FlatRequest(_Object([]))
@@ -90,7 +91,7 @@ def read(body: bytes) -> FlatRequest | None:
         parsed = json.loads(body, object_pairs_hook=_Object)
     except (ValueError, RecursionError):  # not JSON (UnicodeDecodeError is a ValueError)
         return None
-    if not isinstance(parsed, dict) or isinstance(parsed.get("inputs"), list):
+    if not isinstance(parsed, dict) or "inputs" in parsed:
         return None
     return FlatRequest(parsed)
 
