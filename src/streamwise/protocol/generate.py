@@ -49,7 +49,6 @@ from ..types import InferenceRequest, InferenceResponse, MetadataTensor, Paramet
 
 __all__ = ["FlatRequest", "read", "to_request", "encoder", "error_event"]
 
-_RESERVED = frozenset({"id", "parameters"})
 _CODEC_PARAMETERS = frozenset({"content_type", "headers"})
 _TENSOR_VALUE = "a string, number, boolean or a list of them"
 _FLAT = pydantic.TypeAdapter(dict[str, Any])
@@ -156,7 +155,10 @@ def _check_once(obj: dict[str, Any], where: str) -> None:
 def _tensor(name: str, value: Any, meta: MetadataTensor | None) -> RequestInput:
     if isinstance(value, list):
         leaves: list[Any] = []
-        shape = _shape_and_leaves(name, value, leaves)
+        try:
+            shape = _shape_and_leaves(name, value, leaves)
+        except RecursionError:  # JSON nested nearly as deep as the parser allows
+            raise InvalidRequest(f"input {show(name)} is nested too deeply") from None
     elif value is None or isinstance(value, dict):
         raise InvalidRequest(f"input {show(name)} must be {_TENSOR_VALUE}, got {show(value, 40)}")
     else:
