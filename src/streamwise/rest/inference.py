@@ -8,11 +8,12 @@ same error mapping (``rest/errors.answer_for``); every other path goes on to Qua
 
 Per request: the body is read (bounded by ``max_request_body_bytes``), the bearer token
 checked, the request parsed and validated once (``DataPlane.prepare``), then either one
-JSON answer or a stream of server-sent events. ``generate`` and ``generate_stream`` also
-take Triton's flat JSON (``protocol/generate.py``): a body that is no V2 request is read
-again as one, so a V2 request costs what it always did, and the flat one is answered in
-its own dialect. The request's nursery races a disconnect
+JSON answer or a stream of server-sent events. The request's nursery races a disconnect
 watcher against the answer, so a client that goes away cancels its model at once.
+
+``generate`` and ``generate_stream`` also take Triton's flat JSON
+(``protocol/generate.py``): a body that is no V2 request is read again as a flat one, so
+a V2 request costs what it always did, and the flat one is answered in its own dialect.
 """
 
 from __future__ import annotations
