@@ -33,9 +33,10 @@ SSE = "conformance/test_sse.py::"
 STREAM_ERRORS = "conformance/test_stream_errors.py::"
 ERRORS = "conformance/test_errors.py::"
 INFER = "conformance/test_infer.py::"
+FLAT = "conformance/test_generate_flat.py::"
 REFERENCE_MODELS = (
-    "echo-stream", "fail-mid-stream", "identity", "slow-stream", "text-model",
-    "token-streamer", "word-streamer",
+    "echo-stream", "fail-mid-stream", "identity", "slow-stream", "text-generator",
+    "text-model", "token-streamer", "word-streamer",
 )  # fmt: skip
 FAILURE_IN_A_STREAM = [
     STREAM_ERRORS + "test_failure_mid_stream_is_never_a_clean_end",
@@ -107,6 +108,15 @@ EXPECTED: dict[str, dict[str, str]] = {
             ERRORS + "test_value_out_of_range[INT8-300]",
             ERRORS + "test_value_out_of_range[UINT8--1]",
             ERRORS + "test_value_out_of_range[UINT16-70000]",
+        ],
+        "flat-as-v2": [
+            FLAT + "test_generate_answers_one_flat_object",
+            FLAT + "test_generate_without_an_id_answers_none",
+            FLAT + "test_generate_stream_events_are_flat_objects",
+        ],
+        "flat-v2-error-event": [
+            FLAT + "test_keys_that_are_no_input_are_parameters[top-level]",
+            FLAT + "test_keys_that_are_no_input_are_parameters[parameters]",
         ],
     }.items()
 }

@@ -44,6 +44,8 @@ RUN = {
     ("openai.md", '"prompt_input": "prompt"'),
     ("triton.md", "tritonclient.http"),
     ("batching.md", '"max_batch_size": 16'),
+    ("triton.md", "identity/generate"),
+    ("triton.md", "token-streamer/generate_stream"),
 }
 # the blocks whose command lines are checked against the commands' --help
 HELP_CHECKED = {
@@ -146,6 +148,26 @@ async def test_the_countdown_model_streams_and_fails_as_the_page_says(
     assert sse_events(done.stdout.decode()) == [
         'event: error\ndata: {"error":"\'from\' must be 0 to 100, got 500"}'
     ]
+
+
+def shown(page: str, marker: str) -> str:
+    """The ``text`` block of ``page`` holding ``marker``: what the page says comes out."""
+    (code,) = [c for lang, c in FENCE.findall(PAGES[page]) if lang == "text" and marker in c]
+    return code
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl here")
+async def test_the_triton_generate_examples_print_what_the_page_shows(
+    start_server: StartServer,
+) -> None:
+    info = await start_server()  # the demo models
+    for marker, output in [
+        ("identity/generate", '{"id":"q-1"'),
+        ("token-streamer/generate_stream", "data: "),
+    ]:
+        curl = on_ports(block("triton.md", "bash", marker), info.http_port)
+        done = await trio.run_process(["bash", "-c", curl], capture_stdout=True)
+        assert done.stdout.decode().strip() == shown("triton.md", output).strip()
 
 
 def test_the_embedding_program_serves_calls_and_drains() -> None:

@@ -4,10 +4,11 @@ suite's self-test (tests/test_conformance_selftest.py).
 It is correct enough to pass the checks the self-test names, and each ``--break NAME``
 breaks one behaviour a check of the suite is about, so that check must fail on it (or,
 for ``cut-stream``, record a deviation). Standard library only; like the suite, it
-imports nothing from streamwise. It serves the seven reference models of
+imports nothing from streamwise. It serves the eight reference models of
 ``conformance/models/streamwise`` (their metadata is read from the model-settings
-files, their behaviour is re-implemented here). REST only, HTTP/1.1, one thread per
-connection.
+files, their behaviour is re-implemented here), and Triton's flat generate dialect on
+``generate`` / ``generate_stream`` (a JSON object without ``inputs``). REST only,
+HTTP/1.1, one thread per connection.
 
     python conformance/selftest/server.py [--port 0] [--break NAME ...] [--list]
 
@@ -47,6 +48,8 @@ BREAKAGES = {
     "wrong-shape": "outputs come back flattened to one dimension",
     "shape-unchecked": "tensors whose data does not fit their shape are accepted",
     "wrapped-values": "integers out of their datatype's range are accepted and wrapped",
+    "flat-as-v2": "Triton's flat generate request is answered with V2 responses",
+    "flat-v2-error-event": "a flat stream's failure is V2's `event: error`, not Triton's data",
 }
 
 MODELS_DIR = pathlib.Path(__file__).resolve().parent.parent / "models" / "streamwise"
@@ -148,6 +151,13 @@ def stream_of(model: str, body: Json) -> Iterator[list[Json]]:
         yield from words(str(scalar(inputs, "text", "")), float(scalar(inputs, "delay_s", 0)))
     elif model == "text-model":
         yield from words(str(body["inputs"][0]["data"][0]), 0.5)
+    elif model == "text-generator":
+        fail_after = (body.get("parameters") or {}).get("fail_after")
+        split = str(scalar(inputs, "text_input", "")).split(" ")
+        for i, word in enumerate(split if fail_after is None else split[: int(fail_after)]):
+            yield [text("text_output", word if i == 0 else " " + word)]
+        if fail_after is not None:
+            raise RuntimeError(f"text-generator: failing after {fail_after} words")
     else:  # identity, echo-stream
         yield identity(body)
 
@@ -158,6 +168,9 @@ def infer(model: str, body: Json) -> list[Json]:
         raise RuntimeError("fail-mid-stream: this model always fails")
     if model in ("identity", "echo-stream"):
         return identity(body)
+    if model == "text-generator":
+        inputs = {t["name"]: t for t in body["inputs"]}
+        return [text("text_output", str(scalar(inputs, "text_input", "")))]
     raise Refused(400, f"model {model} only streams")
 
 
@@ -228,6 +241,47 @@ def validate(body: Any, metadata: Json, breaks: set[str]) -> Json:
         if name not in seen and not t.get("parameters", {}).get("optional"):
             raise Refused(400, f"input {name!r} is missing")
     return body
+
+
+# -- Triton's generate dialect --
+def from_flat(body: Json, metadata: Json) -> Json:
+    """The V2 request for a flat one: keys naming a declared input are that input (its
+    declared datatype, shape [n]), other keys and those of `parameters` are parameters."""
+    declared = {t["name"]: t for t in metadata["inputs"]}
+    nested = body.get("parameters", {})
+    if not isinstance(nested, dict):
+        raise Refused(400, "'parameters' must be an object")
+    inputs, parameters = [], {}
+    pairs = [(k, v) for k, v in body.items() if k not in ("id", "parameters")]
+    for key, value in [*pairs, *nested.items()]:
+        if key in declared:
+            values = value if isinstance(value, list) else [value]
+            if any(v is None or isinstance(v, dict | list) for v in values):
+                raise Refused(400, f"input {key!r}: not a tensor value")
+            datatype = declared[key]["datatype"]
+            inputs.append(
+                {"name": key, "datatype": datatype, "shape": [len(values)], "data": values}
+            )
+        elif isinstance(value, str | int | float):
+            parameters[key] = value
+        else:
+            raise Refused(400, f"parameter {key!r} has invalid type")
+    request: Json = {"inputs": inputs}
+    if parameters:
+        request["parameters"] = parameters
+    if isinstance(body.get("id"), str) and body["id"]:
+        request["id"] = body["id"]
+    return request
+
+
+def to_flat(response: Json, with_id: bool) -> Json:
+    out: Json = {"model_name": response["model_name"], "model_version": ""}
+    if with_id:
+        out["id"] = response["id"]
+    for o in response["outputs"]:
+        data = flat(o["data"])
+        out[o["name"]] = data[0] if len(data) == 1 else data
+    return out
 
 
 def break_outputs(outputs: list[Json], breaks: set[str]) -> list[Json]:
@@ -314,17 +368,26 @@ class Handler(BaseHTTPRequestHandler):
         if action == "/ready":
             return self.send_json(200, {"name": metadata["name"], "ready": True})
         try:
-            body = json.loads(raw)
+            body = json.loads(raw or b"{}")
         except ValueError:
             raise Refused(400, "the body is not JSON") from None
+        flat_request = (
+            action in ("/generate", "/generate_stream")
+            and isinstance(body, dict)
+            and "inputs" not in body
+        )
+        if flat_request:
+            body = from_flat(body, metadata)
+            flat_request = "flat-as-v2" not in self.breaks
         body = validate(body, metadata, self.breaks)
         if action in STREAMING:
-            return self.stream(metadata["name"], body)
+            return self.stream(metadata["name"], body, flat_request)
         try:
             outputs = infer(metadata["name"], body)
         except RuntimeError as exc:
             raise Refused(500, str(exc)) from None
-        return self.send_json(200, self.response(metadata["name"], body, outputs))
+        response = self.response(metadata["name"], body, outputs)
+        return self.send_json(200, to_flat(response, "id" in body) if flat_request else response)
 
     def allow(self, method: str, allowed: str) -> None:
         if method != allowed:
@@ -365,7 +428,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
-    def stream(self, model: str, body: Json) -> None:
+    def stream(self, model: str, body: Json, flat_request: bool = False) -> None:
         rid = uuid.uuid4().hex  # one generated id for the whole stream
         buffered = bytearray()
         if "buffered-stream" not in self.breaks:
@@ -377,6 +440,8 @@ class Handler(BaseHTTPRequestHandler):
                 response = self.response(model, body, outputs, rid)
                 if "no-sse-id" in self.breaks:
                     del response["id"]
+                if flat_request:
+                    response = to_flat(response, "id" in body)
                 event = b"data: " + json.dumps(response, separators=(",", ":")).encode()
                 buffered += self.send_event(event + b"\n\n", hold="buffered-stream" in self.breaks)
         except RuntimeError as exc:
@@ -385,6 +450,8 @@ class Handler(BaseHTTPRequestHandler):
                 return  # without the last chunk: the body is cut
             if "hidden-failure" in self.breaks:
                 end = b"event: done\ndata: {}\n\n"
+            elif flat_request and "flat-v2-error-event" not in self.breaks:
+                end = b"data: " + self.error(str(exc)) + b"\n\n"  # Triton's
             else:
                 end = b"event: error\ndata: " + self.error(str(exc)) + b"\n\n"
             buffered += self.send_event(end, hold="buffered-stream" in self.breaks)

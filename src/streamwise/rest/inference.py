@@ -15,6 +15,10 @@ endpoint; a unary answer has binary outputs when the request asks for them (stre
 events stay JSON). Without that header, and without ``binary_data`` output parameters, a
 request costs what it did before the extension. The request's nursery races a disconnect
 watcher against the answer, so a client that goes away cancels its model at once.
+
+``generate`` and ``generate_stream`` also take Triton's flat JSON
+(``protocol/generate.py``): a body that is no V2 request is read again as a flat one, so
+a V2 request costs what it always did, and the flat one is answered in its own dialect.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ import trio
 
 from ..errors import InvalidRequest, StreamwiseError, Unauthenticated
 from ..logs import Access
-from ..protocol import auth, binary, sse
+from ..protocol import auth, binary, generate, sse
 from ..runtime.dataplane import Call, DataPlane
 from ..types import InferenceRequest, InferenceResponse
 from .errors import answer_for, describe_validation_error, error_body
@@ -42,6 +46,8 @@ ASGIApp = Callable[..., Awaitable[None]]
 
 UNARY = frozenset({"infer", "generate"})
 STREAMING = frozenset({"infer_stream", "generate_stream"})
+GENERATE = frozenset({"generate", "generate_stream"})
+"""The routes that also take Triton's flat generate request."""
 
 _JSON = [(b"content-type", b"application/json")]
 _BINARY = (b"content-type", b"application/octet-stream")  # as Triton answers
@@ -74,6 +80,10 @@ def route_of(path: str) -> tuple[str, str | None, str] | None:
 
 def _encode_event(response: InferenceResponse) -> bytes:
     return sse.data_event(response.model_dump_json())
+
+
+def _encode_json(response: InferenceResponse) -> bytes:
+    return response.model_dump_json().encode()
 
 
 class _TooLarge(Exception):
@@ -132,10 +142,22 @@ class InferenceRoutes:
             return
         except _Gone:
             return
+        flat: generate.FlatRequest | None = None
         try:
             header_length = _header(scope, binary.HEADER)
-            request = _parse(body) if header_length is None else _parse_binary(body, header_length)
-            choice = binary.output_choice(request)  # streams ignore it: events are JSON
+            choice: binary.OutputChoice | None = None
+            request: InferenceRequest | generate.FlatRequest
+            if header_length is not None:
+                request = _parse_binary(body, header_length)
+                choice = binary.output_choice(request)  # streams ignore it: events are JSON
+            else:
+                try:
+                    request = _parse(body)
+                    choice = binary.output_choice(request)
+                except InvalidRequest:  # no V2 request: maybe Triton's flat one
+                    if action not in GENERATE or (flat := generate.read(body)) is None:
+                        raise
+                    request = flat
             call = self.dataplane.prepare(name, version, request, headers=scope["headers"])
         except StreamwiseError as exc:
             await _send_json(send, *_answer_for(exc))
@@ -145,7 +167,13 @@ class InferenceRoutes:
         async with trio.open_nursery() as nursery:
             watch = _Disconnect(nursery.cancel_scope)
             nursery.start_soon(watch.wait, receive)
-            if action in STREAMING:
+            if flat is not None:  # answered in Triton's dialect; `id` only if it had one
+                encode = generate.encoder(call.request.id is not None, action in STREAMING)
+                if action in STREAMING:
+                    await self._stream(call, send, access, encode, generate.error_event)
+                else:
+                    await self._infer(call, send, encode=encode)
+            elif action in STREAMING:
                 await self._stream(call, send, access)
             else:
                 await self._infer(call, send, choice)
@@ -176,11 +204,17 @@ class InferenceRoutes:
             return
         await _send_json(send, status, body, headers)
 
-    async def _infer(self, call: Call, send: Send, choice: binary.OutputChoice | None) -> None:
+    async def _infer(
+        self,
+        call: Call,
+        send: Send,
+        choice: binary.OutputChoice | None = None,
+        encode: Callable[[InferenceResponse], bytes] = _encode_json,
+    ) -> None:
         try:
             response = await self.dataplane.infer(call)
             encoded = None if choice is None else binary.encode_response(response, choice)
-            body = response.model_dump_json().encode() if encoded is None else encoded[0]
+            body = encode(response) if encoded is None else encoded[0]
         except Exception as exc:  # ours: its status; anything else: 500, logged
             await _send_json(send, *_answer_for(exc))
             return
@@ -189,15 +223,23 @@ class InferenceRoutes:
             return
         await _send_binary(send, body, encoded[1])
 
-    async def _stream(self, call: Call, send: Send, access: Access) -> None:
+    async def _stream(
+        self,
+        call: Call,
+        send: Send,
+        access: Access,
+        encode: Callable[[InferenceResponse], bytes] = _encode_event,
+        error_event: Callable[[str], bytes] = sse.error_event,
+    ) -> None:
         """The model's stream is opened first, so that it starts while the headers go out
         (and a refusal at the start, such as the concurrency limit, is a JSON error, not a
         200, or a bug of ours, a logged 500); then 200 and the events; a failure after
-        that is a last ``event: error``, never a clean end (a bug of ours there goes on to
-        Hypercorn, which cuts the connection)."""
+        that is a last error event (V2: ``event: error``; Triton's dialect: a ``data:``
+        event holding ``{"error": ...}``), never a clean end (a bug of ours there goes on
+        to Hypercorn, which cuts the connection)."""
         started = False
         try:
-            async with self.dataplane.stream(call, _encode_event) as stream:
+            async with self.dataplane.stream(call, encode) as stream:
                 await send({"type": "http.response.start", "status": 200, "headers": _SSE})
                 started = True
                 access.responses = 0
@@ -213,7 +255,7 @@ class InferenceRoutes:
             if not isinstance(exc, StreamwiseError):
                 raise
             failure = exc
-        end = sse.error_event(str(failure)) if failure is not None else b""
+        end = error_event(str(failure)) if failure is not None else b""
         access.outcome = "completed" if failure is None else str(failure)
         await send({"type": "http.response.body", "body": end, "more_body": False})
 

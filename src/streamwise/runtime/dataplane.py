@@ -35,7 +35,7 @@ from ..errors import (
 )
 from ..metrics import Metrics, StreamMeter, Transport, model_context, outcome_of
 from ..model import MLModel
-from ..protocol import model_config
+from ..protocol import generate, model_config
 from ..protocol.validation import validate_request
 from ..registry import ModelRegistry, ModelSlot, ModelState
 from ..settings import (
@@ -242,13 +242,15 @@ class DataPlane:
         self,
         name: str,
         version: str | None,
-        request: InferenceRequest,
+        request: InferenceRequest | generate.FlatRequest,
         transport: Transport = "rest",
         headers: Any = None,
     ) -> Call:
         """``transport``: the one the request came on, for the metrics' labels.
         ``headers``: the request's (an ASGI scope's, or gRPC metadata), read for its trace
-        context only when tracing is on."""
+        context only when tracing is on. A :class:`~..protocol.generate.FlatRequest`
+        (Triton's generate dialect) is converted here, once the model, whose declared
+        inputs say which keys are tensors, is known to be ready."""
         slot: ModelSlot | None = None
         try:
             if self.draining:
@@ -262,6 +264,8 @@ class DataPlane:
                     name, version = slot.name, slot.version
                 self.metrics.refused((name, version or "", transport), exc)
             raise
+        if not isinstance(request, InferenceRequest):
+            request = generate.to_request(request, slot.settings.inputs)
         self._validate(slot, request)
         keep = frozenset(o.name for o in request.outputs) if request.outputs else None
         context = (
