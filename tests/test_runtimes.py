@@ -118,7 +118,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[pathlib.Path, dic
     cases["lgb-predict"] = Case("lgb", None, lambda: lgb_booster.predict(ROWS), ("predict",))
 
     onnx_tree = sklearn_tree.DecisionTreeClassifier(max_depth=3, random_state=1).fit(X, Y)
-    folder = write_model(root, "iris-onnx", {"implementation": "streamwise.runtimes.onnx.OnnxModel"})
+    folder = write_model(
+        root, "iris-onnx", {"implementation": "streamwise.runtimes.onnx.OnnxModel"}
+    )
     onnx_model = skl2onnx.to_onnx(onnx_tree, X[:1].astype(np.float32))  # ZipMap'd probabilities
     (folder / "model.onnx").write_bytes(onnx_model.SerializeToString())
     cases["onnx-label"] = Case(
@@ -229,7 +231,10 @@ def test_metadata_comes_from_the_model_file(server: tuple[int, int]) -> None:
     ]
     tree = get(server, "/v2/models/iris-joblib/versions/v1")
     assert tensors(tree["inputs"]) == [("input-0", "FP64", [-1, 4])]
-    assert tensors(tree["outputs"]) == [("predict", "INT64", [-1]), ("predict_proba", "FP64", [-1, 3])]
+    assert tensors(tree["outputs"]) == [
+        ("predict", "INT64", [-1]),
+        ("predict_proba", "FP64", [-1, 3]),
+    ]
     frame = get(server, "/v2/models/iris-frame")
     assert [t["name"] for t in frame["inputs"]] == COLUMNS
     assert tensors(get(server, "/v2/models/xgb-json")["outputs"]) == [
@@ -296,7 +301,9 @@ def test_requests_a_model_cannot_take_get_400_with_why(server: tuple[int, int]) 
         400, {"error": "SKLearnModel only supports 'predict', 'predict_proba', 'transform' as outputs ('decision' was requested)"},
     )  # fmt: skip
     status, body = infer_error(server, "iris-joblib", {"inputs": [THREE_FEATURES]})
-    assert status == 400 and body["error"].startswith("model 'iris-joblib': ValueError: X has 3 features")
+    assert status == 400 and body["error"].startswith(
+        "model 'iris-joblib': ValueError: X has 3 features"
+    )
     status, body = infer_error(server, "xgb-json", {"inputs": [THREE_FEATURES]})
     assert status == 400 and "Feature shape mismatch, expected: 4, got 3" in body["error"]
     status, body = infer_error(server, "lgb", {"inputs": [THREE_FEATURES]})
@@ -312,8 +319,13 @@ def test_requests_a_model_cannot_take_get_400_with_why(server: tuple[int, int]) 
         400, {"error": 'LightGBMModel takes one input tensor, or one input per column with the request\'s content type "pd" (2 inputs were given)'},
     )  # fmt: skip
     # and the models still serve
-    r = httpx.post(f"http://127.0.0.1:{server[0]}/v2/models/iris-onnx/infer", json={"inputs": [ONE_ROW]})
-    assert r.status_code == 200 and [o["name"] for o in r.json()["outputs"]] == ["output_label", "output_probability"]
+    r = httpx.post(
+        f"http://127.0.0.1:{server[0]}/v2/models/iris-onnx/infer", json={"inputs": [ONE_ROW]}
+    )
+    assert r.status_code == 200 and [o["name"] for o in r.json()["outputs"]] == [
+        "output_label",
+        "output_probability",
+    ]
 
 
 def test_a_missing_extra_fails_its_models_with_the_pip_install(
@@ -356,11 +368,22 @@ def test_model_path_is_found_as_mlserver_finds_it(tmp_path: pathlib.Path) -> Non
     assert model_path(settings_in(tmp_path), wellknown) == tmp_path / "model.joblib"
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "model.pickle").write_bytes(b"")
-    assert model_path(settings_in(tmp_path, uri="sub"), wellknown) == tmp_path / "sub" / "model.pickle"
-    assert model_path(settings_in(tmp_path, uri="./sub/../model.pkl"), wellknown) == tmp_path / "model.pkl"
-    assert model_path(settings_in(tmp_path, uri=f"file://{tmp_path}/model.pkl"), wellknown) == tmp_path / "model.pkl"
+    assert (
+        model_path(settings_in(tmp_path, uri="sub"), wellknown) == tmp_path / "sub" / "model.pickle"
+    )
+    assert (
+        model_path(settings_in(tmp_path, uri="./sub/../model.pkl"), wellknown)
+        == tmp_path / "model.pkl"
+    )
+    assert (
+        model_path(settings_in(tmp_path, uri=f"file://{tmp_path}/model.pkl"), wellknown)
+        == tmp_path / "model.pkl"
+    )
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ModelLoadError, match=r"no model file in the folder .*empty \(looked for model.joblib, model.pickle, model.pkl\)"):
+    with pytest.raises(
+        ModelLoadError,
+        match=r"no model file in the folder .*empty \(looked for model.joblib, model.pickle, model.pkl\)",
+    ):
         model_path(settings_in(tmp_path, uri="empty"), wellknown)
     with pytest.raises(ModelLoadError, match="only local files are served"):
         model_path(settings_in(tmp_path, uri="s3://bucket/model.joblib"), wellknown)

@@ -194,7 +194,7 @@ class ExtraNotInstalled(MethodNotImplemented):
 
     def __init__(self, what: str, module: str, extra: str) -> None:
         super().__init__(
-            f"{what} needs {module}, which is not installed: pip install \"streamwise[{extra}]\""
+            f'{what} needs {module}, which is not installed: pip install "streamwise[{extra}]"'
         )
         self.module = module
         self.extra = extra

@@ -195,9 +195,7 @@ class PandasCodec(RequestCodec, metaclass=_PandasCodecType):
         pd = _pandas()
         if not isinstance(payload, pd.DataFrame):
             raise CodecError(f"PandasCodec encodes DataFrames, not {type(payload).__name__}")
-        return [
-            ResponseOutput.model_validate(_column(payload[col], use_bytes)) for col in payload
-        ]
+        return [ResponseOutput.model_validate(_column(payload[col], use_bytes)) for col in payload]
 
     @classmethod
     def encode_response(
@@ -220,7 +218,9 @@ class PandasCodec(RequestCodec, metaclass=_PandasCodecType):
         return _frame(response.outputs)
 
     @classmethod
-    def encode_request(cls, payload: Any, use_bytes: bool = True, **kwargs: Any) -> InferenceRequest:
+    def encode_request(
+        cls, payload: Any, use_bytes: bool = True, **kwargs: Any
+    ) -> InferenceRequest:
         pd = _pandas()
         if not isinstance(payload, pd.DataFrame):
             raise CodecError(f"PandasCodec encodes DataFrames, not {type(payload).__name__}")
