@@ -331,10 +331,11 @@ def test_requests_a_model_cannot_take_get_400_with_why(server: tuple[int, int]) 
 def test_a_missing_extra_fails_its_models_with_the_pip_install(
     trained: tuple[pathlib.Path, dict[str, Case]],
 ) -> None:
-    """A server where xgboost is not importable: the XGBoost models are FAILED with the
-    file, the format and the pip install; the others serve."""
+    """A server where xgboost and pandas are not importable: the XGBoost models are FAILED
+    with the file, the format and the pip install; the others serve; a request in the
+    ``pd`` content type gets 501 and the pip install."""
     root = trained[0]
-    with served_in_subprocess(root, hide=["xgboost"]) as (http_port, _):
+    with served_in_subprocess(root, hide=["xgboost", "pandas"]) as (http_port, _):
         r = httpx.post(f"http://127.0.0.1:{http_port}/v2/repository/index", json={})
         index = {m["name"]: m for m in r.json()}
         assert index["xgb-json"]["state"] == "FAILED"
@@ -348,6 +349,13 @@ def test_a_missing_extra_fails_its_models_with_the_pip_install(
         body = {"inputs": [ONE_ROW]}
         r = httpx.post(f"http://127.0.0.1:{http_port}/v2/models/lgb/infer", json=body)
         assert r.status_code == 200
+        frame = request_for(trained[1]["frame-default-fn"]).model_dump(
+            mode="json", exclude_none=True
+        )
+        r = httpx.post(f"http://127.0.0.1:{http_port}/v2/models/iris-frame/infer", json=frame)
+        assert (r.status_code, r.json()) == (501, {
+            "error": 'the \'pd\' content type (PandasCodec) needs pandas, which is not installed: pip install "streamwise[pandas]"'
+        })  # fmt: skip
 
 
 # -- where the model file is: MLServer's get_model_uri --
