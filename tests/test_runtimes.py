@@ -5,9 +5,11 @@ grpcio stub); the answers must be what the library itself predicts on the same r
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import pathlib
 import pickle
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +37,7 @@ from streamwise.runtimes._files import model_path  # noqa: E402
 from streamwise.runtimes.sklearn import SKLearnModel  # noqa: E402
 from streamwise.types import InferenceRequest, InferenceResponse  # noqa: E402
 from tests.support import served_in_subprocess  # noqa: E402
+from tests.support.estimators import WaitsForFile  # noqa: E402
 from tests.support.grpc_stubs import from_pb2, load_stubs, to_pb2  # noqa: E402
 
 X, Y = sklearn_datasets.load_iris(return_X_y=True)
@@ -129,6 +132,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[pathlib.Path, dic
     cases["onnx-probability"] = Case(
         "iris-onnx", "output_probability", lambda: onnx_tree.predict_proba(ROWS)
     )
+
+    folder = write_model(root, "blocking", {"implementation": "mlserver_sklearn.SKLearnModel"})
+    joblib.dump(WaitsForFile(root / "release"), folder / "model.joblib")
 
     # failures: each FAILED with why, the rest serve
     write_model(root, "missing-file", {
@@ -253,6 +259,7 @@ def test_failed_models_say_why_and_the_others_serve(
     index = {m["name"]: m for m in r.json()}
     assert {n for n, m in index.items() if m["state"] == "READY"} == {
         "iris-joblib", "iris-pickle", "iris-frame", "xgb-json", "xgb-ubj", "lgb", "iris-onnx",
+        "blocking",
     }  # fmt: skip
 
     missing = index["missing-file"]
@@ -282,6 +289,32 @@ def test_failed_models_say_why_and_the_others_serve(
     assert r.json() == {"error": f"model missing-file is not ready (FAILED): {missing['reason']}"}
     r = httpx.post(f"http://127.0.0.1:{server[0]}/v2/models/iris-joblib/infer", json=body)
     assert r.status_code == 200
+
+
+def test_a_model_computing_leaves_the_server_serving(
+    trained: tuple[pathlib.Path, dict[str, Case]], server: tuple[int, int]
+) -> None:
+    """predict runs in a worker thread: while one blocks in its computation, the event loop
+    answers the other models (on the loop, this second request would wait for the first)."""
+    release = trained[0] / "release"
+    url = f"http://127.0.0.1:{server[0]}/v2/models"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        blocked = pool.submit(
+            httpx.post, f"{url}/blocking/infer", json={"inputs": [ONE_ROW]}, timeout=60
+        )
+        started = pathlib.Path(str(release) + ".started")
+        for _ in range(3000):  # until the model's thread is in predict (at most 30 s)
+            if started.exists() or blocked.done():
+                break
+            time.sleep(0.01)
+        assert started.exists() and not blocked.done()
+        try:
+            r = httpx.post(f"{url}/iris-joblib/infer", json={"inputs": [ONE_ROW]}, timeout=60)
+            assert r.status_code == 200 and not blocked.done()
+        finally:
+            release.touch()
+        r = blocked.result()
+    assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [0.0]
 
 
 def infer_error(server: tuple[int, int], model: str, body: dict[str, Any]) -> tuple[int, Any]:
@@ -395,6 +428,22 @@ def test_model_path_is_found_as_mlserver_finds_it(tmp_path: pathlib.Path) -> Non
         model_path(settings_in(tmp_path, uri="empty"), wellknown)
     with pytest.raises(ModelLoadError, match="only local files are served"):
         model_path(settings_in(tmp_path, uri="s3://bucket/model.joblib"), wellknown)
+
+
+def test_a_model_from_the_environment_finds_its_file_in_the_repository(
+    tmp_path: pathlib.Path,
+) -> None:
+    """KServe's MLServer environment: MLSERVER_MODEL_URI relative to the repository."""
+    from streamwise.settings import model_settings_from_environment
+
+    (tmp_path / "model.bst").write_bytes(b"")
+    environ = {
+        "MLSERVER_MODEL_IMPLEMENTATION": "mlserver_lightgbm.LightGBMModel",
+        "MLSERVER_MODEL_URI": ".",
+    }
+    settings = model_settings_from_environment(tmp_path, environ=environ)
+    assert settings is not None
+    assert model_path(settings, ("model.bst", "model.txt")) == tmp_path.resolve() / "model.bst"
 
 
 def test_mlservers_runtime_names_are_ours(tmp_path: pathlib.Path) -> None:
