@@ -203,7 +203,9 @@ def test_rest_predictions_are_the_librarys(
     body = request_for(case).model_dump(mode="json", exclude_none=True)
     r = httpx.post(f"http://127.0.0.1:{server[0]}/v2/models/{case.model}/infer", json=body)
     assert r.status_code == 200, r.text
-    check(case, InferenceResponse.model_validate(r.json()))
+    response = InferenceResponse.model_validate(r.json())
+    check(case, response)
+    assert response.model_version == ("v1" if case.model == "iris-joblib" else None)
 
 
 @pytest.mark.parametrize("name", cases())

@@ -130,6 +130,11 @@ class FileModel(MLModel):
                     f"{self.package} is not installed ({exc}): "
                     f'pip install "streamwise[{self.extra}]"'
                 ) from exc
+            except Exception as exc:  # installed, and broken (a native library missing...)
+                raise ModelLoadError(
+                    f"model {self.name!r}: cannot load {path} ({self.format}): {module} "
+                    f"cannot be imported: {type(exc).__name__}: {exc}"
+                ) from exc
         return modules
 
     def _load_in_thread(self, path: pathlib.Path) -> None:
