@@ -9,6 +9,7 @@ the repository)."""
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -46,6 +47,12 @@ RUN = {
     ("batching.md", '"max_batch_size": 16'),
     ("triton.md", "identity/generate"),
     ("triton.md", "token-streamer/generate_stream"),
+    ("runtimes.md", '"mlserver_sklearn.SKLearnModel"'),
+    ("runtimes.md", '"mlserver_xgboost.XGBoostModel"'),
+    ("runtimes.md", '"mlserver_lightgbm.LightGBMModel"'),
+    ("runtimes.md", '"streamwise.runtimes.onnx.OnnxModel"'),
+    ("runtimes.md", "/v2/models/iris-xgb/infer"),
+    ("runtimes.md", '"content_type": "pd"'),
 }
 # the blocks whose command lines are checked against the commands' --help
 HELP_CHECKED = {
@@ -53,6 +60,7 @@ HELP_CHECKED = {
     ("index.md", "pip install -e . && python -m src serve"),
     ("bench.md", "--model token-streamer --input n=20 --concurrency 1,10,100\n"),
     ("bench.md", 'pip install -e ".[bench]"'),
+    ("runtimes.md", 'pip install "streamwise[sklearn]"'),
 }
 
 
@@ -292,3 +300,77 @@ def test_the_commands_a_page_shows_take_the_options_it_names(page: str, marker: 
         usage = help_of(script)
         assert options(mine + comment) <= options(usage), f"docs/{page}: {mine}"
         assert options(passed_on) <= options(pytest_help), f"docs/{page}: {passed_on}"
+
+
+def runtimes_repository(root: pathlib.Path) -> dict[str, object]:
+    """models/ as runtimes.md lays it out: each model-settings.json block of the page, and
+    a small model trained on iris saved where its ``uri`` says; the fitted models."""
+    joblib = pytest.importorskip("joblib")
+    pd = pytest.importorskip("pandas")
+    datasets = pytest.importorskip("sklearn.datasets")
+    tree = pytest.importorskip("sklearn.tree")
+    xgb = pytest.importorskip("xgboost")
+    lgb = pytest.importorskip("lightgbm")
+    skl2onnx = pytest.importorskip("skl2onnx")
+    import numpy as np
+
+    x, y = datasets.load_iris(return_X_y=True)
+    columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    fitted: dict[str, object] = {}
+    for code in (c for p, lang, c in examples() if p == "runtimes.md" and lang == "json"):
+        settings = json.loads(code)
+        if "implementation" not in settings:
+            continue  # a request
+        folder = root / "models" / settings["name"]
+        folder.mkdir(parents=True)
+        (folder / "model-settings.json").write_text(code)
+        path = folder / settings["parameters"]["uri"]
+        kind = settings["implementation"]
+        if "sklearn" in kind:
+            model: object = tree.DecisionTreeClassifier(max_depth=3).fit(
+                pd.DataFrame(x, columns=columns), y
+            )
+            joblib.dump(model, path)
+        elif "xgboost" in kind:
+            model = xgb.XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1).fit(x, y)
+            model.save_model(path)  # type: ignore[attr-defined]
+        elif "lightgbm" in kind:
+            params = {"objective": "multiclass", "num_class": 3, "verbose": -1, "num_threads": 1}
+            model = lgb.train(params, lgb.Dataset(x, label=y), 5)
+            model.save_model(str(path))  # type: ignore[attr-defined]
+        else:
+            model = tree.DecisionTreeClassifier(max_depth=3).fit(x, y)
+            path.write_bytes(skl2onnx.to_onnx(model, x[:1].astype(np.float32)).SerializeToString())
+        fitted[settings["name"]] = model
+    return fitted
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="no curl here")
+def test_the_runtimes_page_serves_its_model_files(tmp_path: pathlib.Path) -> None:
+    import httpx
+    import numpy as np
+
+    fitted = runtimes_repository(tmp_path)
+    assert sorted(fitted) == ["iris", "iris-lgb", "iris-onnx", "iris-xgb"]
+    with served_in_subprocess(tmp_path / "models") as (http_port, _):
+        index = httpx.post(f"http://127.0.0.1:{http_port}/v2/repository/index", json={}).json()
+        assert {m["name"]: m["state"] for m in index} == dict.fromkeys(fitted, "READY")
+
+        curl = block("runtimes.md", "bash", "/v2/models/iris-xgb/infer")
+        done = run(["bash", "-c", on_ports(curl, http_port)])
+        sent = json.loads(re.findall(r"-d '(.*)'", curl)[0])["inputs"][0]
+        rows = np.array(sent["data"]).reshape(sent["shape"])
+        [output] = json.loads(done.stdout)["outputs"]
+        assert (output["name"], output["shape"]) == ("predict_proba", [2, 3])
+        expected = fitted["iris-xgb"].predict_proba(rows)  # type: ignore[attr-defined]
+        np.testing.assert_allclose(output["data"], expected.ravel(), rtol=1e-6)
+
+        body = json.loads(block("runtimes.md", "json", '"content_type": "pd"'))
+        r = httpx.post(f"http://127.0.0.1:{http_port}/v2/models/iris/infer", json=body)
+        assert r.status_code == 200, r.text
+        import pandas as pd
+
+        frame = pd.DataFrame({i["name"]: i["data"] for i in body["inputs"]})
+        [output] = r.json()["outputs"]
+        assert output["name"] == "predict"
+        assert output["data"] == fitted["iris"].predict(frame).tolist()  # type: ignore[attr-defined]

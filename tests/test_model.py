@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from streamwise import MLModel, ModelSettings
-from streamwise.codecs import NumpyCodec, StringCodec
+from streamwise.codecs import NumpyCodec, NumpyRequestCodec, StringCodec
 from streamwise.errors import InferenceError, MethodNotImplemented
 from streamwise.types import InferenceRequest, RequestInput, RequestOutput
 
@@ -45,6 +45,17 @@ def test_decode_request_and_encode() -> None:
     assert response.model_name == "m" and response.outputs[0].datatype == "INT32"
     with pytest.raises(InferenceError, match="cannot encode"):
         m.encode_response(object())
+
+
+def test_decode_request_falls_back_to_the_default_codec() -> None:
+    """As MLServer's: a request no content type decodes goes to ``default_codec`` (its
+    runtimes pass NumpyRequestCodec); without one, the request itself comes back."""
+    request = InferenceRequest(
+        inputs=[RequestInput(name="a", shape=[1, 2], datatype="FP64", data=[1.5, 2.5])]
+    )
+    decoded = model().decode_request(request, default_codec=NumpyRequestCodec)
+    np.testing.assert_array_equal(decoded, np.array([[1.5, 2.5]]))
+    assert model().decode_request(request) is request
 
 
 async def test_default_predict_is_not_implemented() -> None:

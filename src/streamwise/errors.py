@@ -19,6 +19,7 @@ model is a model failure: 500 / INTERNAL with the model's message.
     ├── RequestTimeout              504  DEADLINE_EXCEEDED (request_timeout_s)
     ├── ClientTooSlow               ---  RESOURCE_EXHAUSTED (write_timeout_s; REST: closed)
     ├── MethodNotImplemented        501  UNIMPLEMENTED
+    │   └── ExtraNotInstalled       501  UNIMPLEMENTED     (pip install "streamwise[EXTRA]")
     ├── ModelFailed                 500  INTERNAL          (the model raised)
     └── ModelLoadError              500  INTERNAL          (load() raised or returned False)
 
@@ -46,6 +47,7 @@ __all__ = [
     "ClientTooSlow",
     "Unauthenticated",
     "MethodNotImplemented",
+    "ExtraNotInstalled",
     "ModelFailed",
     "ModelLoadError",
     "cut",
@@ -184,6 +186,18 @@ class Unauthenticated(StreamwiseError):
 class MethodNotImplemented(StreamwiseError):
     http_status = 501
     grpc_status = "UNIMPLEMENTED"
+
+
+class ExtraNotInstalled(MethodNotImplemented):
+    """Something asked for needs an optional extra this server does not have (pandas for
+    the ``pd`` content type...); the message names the ``pip install`` that fixes it."""
+
+    def __init__(self, what: str, module: str, extra: str) -> None:
+        super().__init__(
+            f'{what} needs {module}, which is not installed: pip install "streamwise[{extra}]"'
+        )
+        self.module = module
+        self.extra = extra
 
 
 class ModelFailed(StreamwiseError):

@@ -17,6 +17,8 @@ from .codecs.utils import (
     decode_request_input,
     encode_inference_response,
     encode_response_output,
+    get_decoded,
+    has_decoded,
 )
 from .errors import InferenceError, MethodNotImplemented
 from .settings import ModelSettings
@@ -121,9 +123,12 @@ class MLModel:
         return request_input.data
 
     def decode_request(self, inference_request: InferenceRequest, default_codec: Any = None) -> Any:
-        decoded = decode_inference_request(inference_request, self._settings, self._inputs_index)
-        if decoded is not None:
-            return decoded
+        """The request decoded by its content type (the request's, then the model's
+        default), else by ``default_codec``, else the request itself: MLServer's order,
+        which its runtimes rely on (``default_codec=NumpyRequestCodec``)."""
+        decode_inference_request(inference_request, self._settings, self._inputs_index)
+        if has_decoded(inference_request):
+            return get_decoded(inference_request)
         if default_codec is not None:
             return default_codec.decode_request(inference_request)
         return inference_request

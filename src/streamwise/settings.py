@@ -252,8 +252,10 @@ class ModelParameters(_Frozen):
     """A model's ``parameters`` (in ``model-settings.json``)."""
 
     uri: str | None = None
-    """Where the model's artefacts are, for the model to read
-    (``self._settings.parameters.uri``); streamwise does not."""
+    """Where the model's file is, relative to the folder of its ``model-settings.json``;
+    the runtimes read it as MLServer's do (a folder: its well-known file names; none: the
+    model's folder; docs/runtimes.md). A model of your own reads it itself
+    (``self._settings.parameters.uri``)."""
     version: str | None = None
     """The model's version: ``/v2/models/NAME/versions/VERSION``, and in its metadata."""
     format: str | None = None
@@ -262,7 +264,8 @@ class ModelParameters(_Frozen):
     """The model's default content type: its codec decodes an input (or a whole request)
     whose own parameters and the model's metadata name none. Given in the model's metadata."""
     extra: dict[str, Any] | None = None
-    """Free-form settings for the model to read (``self._settings.parameters.extra``)."""
+    """Free-form settings for the model to read (``self._settings.parameters.extra``); the
+    scikit-learn runtime reads ``predict_fn``, its default output (docs/runtimes.md)."""
     environment_path: str | None = None
     """MLServer's (a custom environment): accepted so its files load, not acted upon."""
     environment_tarball: str | None = None

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import httpx
@@ -27,15 +27,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# ``python -m src`` (src/__main__.py), with modules made unimportable first
+_HIDING = (
+    "import sys; sys.path.insert(0, 'src'); sys.modules.update(dict.fromkeys({hide!r})); "
+    "from streamwise.cli import main; sys.exit(main())"
+)
+
+
 @contextmanager
-def served_in_subprocess(repository: pathlib.Path | None) -> Iterator[tuple[int, int]]:
+def served_in_subprocess(
+    repository: pathlib.Path | None, *, hide: Sequence[str] = ()
+) -> Iterator[tuple[int, int]]:
     """``python -m src serve [REPOSITORY]`` on free ports, ready; (http_port, grpc_port).
-    Stopped with SIGTERM at the end, and it must exit 0."""
+    Stopped with SIGTERM at the end, and it must exit 0. ``hide``: modules that the server
+    cannot import, as if they were not installed (``import`` raises ImportError)."""
     http_port, grpc_port = free_port(), free_port()
+    python = ["-c", _HIDING.format(hide=list(hide))] if hide else ["-m", "src"]
     argv = [
         sys.executable,
-        "-m",
-        "src",
+        *python,
         "serve",
         "--http-port",
         str(http_port),

@@ -1,7 +1,8 @@
 """Codecs: Python values <-> V2 tensors, MLServer's ``mlserver.codecs`` API.
 
 Replacing ``mlserver`` by ``streamwise`` in ``from mlserver.codecs import ...`` works for the
-names below. No pandas codec (streamwise has no pandas dependency).
+names below. ``PandasCodec`` needs the optional ``pandas`` extra only when it is used (it
+imports without pandas, and says ``pip install "streamwise[pandas]"`` when asked to work).
 """
 
 # Registration order (string, base64, datetime, numpy, as MLServer's) is the order codecs
@@ -38,6 +39,7 @@ from .string import StringCodec, StringRequestCodec
 from .base64 import Base64Codec
 from .datetime import DatetimeCodec
 from .numpy import NumpyCodec, NumpyRequestCodec
+from .pandas import PandasCodec
 from .decorator import decode_args
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "OutputNotFound",
     "NumpyCodec",
     "NumpyRequestCodec",
+    "PandasCodec",
     "StringCodec",
     "StringRequestCodec",
     "Base64Codec",

@@ -23,6 +23,7 @@ import trio
 from ..errors import ConfigError, ModelLoadError, ModelNotReady, StreamwiseError
 from ..model import MLModel
 from ..registry import Event, ModelRegistry, ModelSlot, ModelState
+from ..runtimes import ALIASES
 from ..settings import ModelSettings
 from .backends import Backends
 from .batching import Batcher, batching_enabled
@@ -57,8 +58,10 @@ def _import_from_folder(path: pathlib.Path, folder: pathlib.Path, module_name: s
 
 def import_implementation(settings: ModelSettings) -> type[MLModel]:
     """The class named by ``implementation``, looked up in the model's folder first (a
-    model from the environment: the repository's folder), then on ``sys.path``."""
-    module_name, _, class_name = settings.implementation.rpartition(".")
+    model from the environment: the repository's folder), then on ``sys.path``. MLServer's
+    runtimes (``mlserver_sklearn.SKLearnModel``...) name ours (``runtimes.ALIASES``)."""
+    implementation = ALIASES.get(settings.implementation, settings.implementation)
+    module_name, _, class_name = implementation.rpartition(".")
     where = settings.origin
     if not module_name:
         raise ConfigError(f"{where}: field 'implementation': expected module.Class")
