@@ -144,8 +144,9 @@ class FileModel(MLModel):
         except Exception as exc:
             try:
                 version = f" {importlib.metadata.version(self.package)}"
-            except importlib.metadata.PackageNotFoundError:
-                version = ""
+            except importlib.metadata.PackageNotFoundError:  # e.g. installed as xgboost-cpu
+                found = getattr(modules[0], "__version__", None) if modules else None
+                version = f" {found}" if isinstance(found, str) else ""
             raise ModelLoadError(
                 f"model {self.name!r}: cannot load {path} as {self.format} "
                 f"({self.package}{version}): "
