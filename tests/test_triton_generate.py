@@ -395,9 +395,20 @@ async def test_a_model_declaring_no_inputs_takes_every_key_as_a_tensor(
         assert r.status_code == 400 and says in r.json()["error"], r.json()
 
 
+async def test_a_body_with_no_input_is_refused(
+    models: ServerInfo, client: httpx.AsyncClient
+) -> None:
+    """As a V2 request without ``inputs``: a model that declares none gets no empty call."""
+    for action in ("generate", "generate_stream"):
+        r = await client.post(f"{models.http_url}/v2/models/fail-mid-stream/{action}", json={})
+        assert r.status_code == 400
+        assert "holds no input" in r.json()["error"]
+
+
 async def test_a_unary_model_failure_is_a_json_500(
     models: ServerInfo, client: httpx.AsyncClient
 ) -> None:
-    r = await client.post(f"{models.http_url}/v2/models/fail-mid-stream/generate", json={})
+    url = f"{models.http_url}/v2/models/fail-mid-stream/generate"
+    r = await client.post(url, json={"prompt": "x"})
     assert r.status_code == 500
     assert r.json() == {"error": "model failed: RuntimeError: the model broke"}

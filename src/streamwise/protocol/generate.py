@@ -137,6 +137,11 @@ def to_request(flat: FlatRequest, inputs: Sequence[MetadataTensor]) -> Inference
                 place(name, item, top=False)
         else:
             place(key, value, top=True)
+    if not tensors and not declared:  # as a V2 request without inputs: nothing to run
+        raise InvalidRequest(
+            "the request holds no input: a generate request names the model's inputs as "
+            "top-level keys"
+        )
     try:
         params = Parameters(**parameters) if parameters else None
     except pydantic.ValidationError as exc:
