@@ -37,7 +37,7 @@ from streamwise.runtimes._files import model_path  # noqa: E402
 from streamwise.runtimes.sklearn import SKLearnModel  # noqa: E402
 from streamwise.types import InferenceRequest, InferenceResponse  # noqa: E402
 from tests.support import served_in_subprocess  # noqa: E402
-from tests.support.estimators import WaitsForFile  # noqa: E402
+from tests.support.estimators import RecordsBatches, WaitsForFile  # noqa: E402
 from tests.support.grpc_stubs import from_pb2, load_stubs, to_pb2  # noqa: E402
 
 X, Y = sklearn_datasets.load_iris(return_X_y=True)
@@ -133,6 +133,12 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[pathlib.Path, dic
         "iris-onnx", "output_probability", lambda: onnx_tree.predict_proba(ROWS)
     )
 
+    folder = write_model(root, "iris-batched", {
+        "implementation": "mlserver_sklearn.SKLearnModel",
+        "max_batch_size": 16, "max_batch_time": 0.5,
+    })  # fmt: skip
+    joblib.dump(RecordsBatches(tree, root / "batches.log"), folder / "model.joblib")
+
     folder = write_model(root, "blocking", {"implementation": "mlserver_sklearn.SKLearnModel"})
     joblib.dump(WaitsForFile(root / "release"), folder / "model.joblib")
 
@@ -220,6 +226,42 @@ def test_grpc_predictions_are_the_librarys(
     check(case, from_pb2(reply))
 
 
+def test_adaptive_batching_merges_rows_for_a_runtime(
+    trained: tuple[pathlib.Path, dict[str, Case]], server: tuple[int, int]
+) -> None:
+    """One row a request, 15 clients at once (REST and gRPC), to a scikit-learn model with
+    MLServer's batching settings: its ``predict`` sees batches of several rows, and each
+    client gets the tree's prediction for its own row."""
+    root, cases = trained
+    tree = cases["joblib-predict"]
+
+    def one(i: int) -> Any:
+        row = ROWS[i : i + 1]
+        request = InferenceRequest.model_validate({"inputs": [
+            {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": row.ravel().tolist()}
+        ]})  # fmt: skip
+        if i % 2:
+            _, pb2_grpc = load_stubs()
+            with grpc.insecure_channel(f"127.0.0.1:{server[1]}") as channel:
+                stub = pb2_grpc.GRPCInferenceServiceStub(channel)
+                response = from_pb2(stub.ModelInfer(to_pb2(request, "iris-batched")))
+        else:
+            url = f"http://127.0.0.1:{server[0]}/v2/models/iris-batched/infer"
+            r = httpx.post(url, json=request.model_dump(mode="json", exclude_none=True))
+            assert r.status_code == 200, r.text
+            response = InferenceResponse.model_validate(r.json())
+        [output] = response.outputs
+        return NumpyCodec.decode_output(output)
+
+    with concurrent.futures.ThreadPoolExecutor(len(ROWS)) as pool:
+        answers = list(pool.map(one, range(len(ROWS))))
+    for i, got in enumerate(answers):
+        np.testing.assert_array_equal(got, tree.expected()[i : i + 1])
+    sizes = [int(n) for n in (root / "batches.log").read_text().split()]
+    assert sum(sizes) == len(ROWS)
+    assert max(sizes) > 1, sizes
+
+
 def get(server: tuple[int, int], path: str) -> Any:
     r = httpx.get(f"http://127.0.0.1:{server[0]}{path}")
     assert r.status_code == 200, r.text
@@ -261,7 +303,7 @@ def test_failed_models_say_why_and_the_others_serve(
     index = {m["name"]: m for m in r.json()}
     assert {n for n, m in index.items() if m["state"] == "READY"} == {
         "iris-joblib", "iris-pickle", "iris-frame", "xgb-json", "xgb-ubj", "lgb", "iris-onnx",
-        "blocking",
+        "blocking", "iris-batched",
     }  # fmt: skip
 
     missing = index["missing-file"]
