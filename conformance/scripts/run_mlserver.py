@@ -10,7 +10,7 @@ because it pins protobuf<7 and the suite's grpcio-tools needs protobuf 7.
 
 The script starts ``mlserver start conformance/models/mlserver`` on free ports
 (MLSERVER_HTTP_PORT, MLSERVER_GRPC_PORT, MLSERVER_METRICS_PORT), waits until the server and
-all seven reference models are ready, runs ``pytest conformance --target ...
+all the reference models are ready, runs ``pytest conformance --target ...
 --grpc-target ...`` plus PYTEST_ARGS, stops MLServer and exits with pytest's code.
 
 Examples:
