@@ -23,19 +23,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import ROOT, free_port
+from scripts._server import start
+from tests.support import ROOT
 
 MODELS = '''
 """The bench's models (scripts/bench_batching.py)."""
@@ -100,25 +99,6 @@ def repository(folder: pathlib.Path, size: int, wait: float) -> None:
             (folder / name / "bench_models.py").write_text(code)  # looked up in its folder
 
 
-def start(folder: pathlib.Path) -> tuple[subprocess.Popen[bytes], str, int]:
-    port, grpc_port, metrics_port = free_port(), free_port(), free_port()
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
-    env |= {"STREAMWISE_METRICS_PORT": str(metrics_port), "STREAMWISE_ACCESS_LOG": "false"}
-    argv = [sys.executable, "-m", "src", "serve", str(folder)]
-    argv += ["--http-port", str(port), "--grpc-port", str(grpc_port)]
-    process = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/v2/health/ready").status_code == 200:
-                return process, url, metrics_port
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the server did not start")
-
-
 def batches(metrics_port: int, model: str) -> tuple[float, float]:
     """``streamwise_batch_size``'s sum and count for ``model`` so far."""
     text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
@@ -160,7 +140,11 @@ def main() -> None:
         row = [[round(i / ROW, 4) for i in range(ROW)]]
         body = {"inputs": [{"name": "x", "shape": [1, ROW], "datatype": "FP32", "data": row}]}
         request.write_text(json.dumps(body))
-        process, url, metrics_port = start(folder)
+        served = start(
+            str(folder), {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+                          "STREAMWISE_ACCESS_LOG": "false"},
+        )  # fmt: skip
+        process, url, metrics_port = served.process, served.url, served.metrics_port
         try:
             print(
                 f"{args.concurrency} concurrent callers, one row of {ROW} FP32 a request, "

@@ -21,37 +21,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-import httpx
-
-from tests.support import ROOT, free_port
+from scripts._server import start
+from tests.support import ROOT
 
 OFF = {"STREAMWISE_METRICS_ENDPOINT": "null", "STREAMWISE_ACCESS_LOG": "false"}
-
-
-def start(env_extra: dict[str, str], repository: str) -> tuple[subprocess.Popen[bytes], str, str]:
-    port, grpc_port = free_port(), free_port()
-    env = dict(os.environ, STREAMWISE_METRICS_PORT="0", **env_extra)
-    argv = [sys.executable, "-m", "src", "serve", repository]
-    argv += ["--http-port", str(port), "--grpc-port", str(grpc_port)]
-    # the access log goes to stderr: to /dev/null here, as a log shipper would take it
-    process = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/v2/health/ready").status_code == 200:
-                return process, url, f"127.0.0.1:{grpc_port}"
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise SystemExit("the server did not start")
 
 
 def run(
@@ -84,7 +62,10 @@ def main() -> None:
     parser.add_argument("--grpc", action="store_true", help="gRPC ModelStreamInfer, not SSE")
     args = parser.parse_args()
     off = {"STREAMWISE_METRICS_ENDPOINT": "null"} if args.metrics_only else OFF
-    servers = {"on": start({}, args.repository), "off": start(off, args.repository)}
+    servers = {
+        name: (served.process, served.url, served.grpc)
+        for name, served in (("on", start(args.repository)), ("off", start(args.repository, off)))
+    }
     try:
         for process, url, grpc in servers.values():  # warm-up
             run(process, url, grpc if args.grpc else None, args.model, 1000, 1)
