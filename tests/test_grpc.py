@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any, TypeVar
 
 import grpc
+import numpy as np
 import pytest
 import trio
 from hypothesis import given, settings
@@ -200,7 +201,7 @@ async def test_message_size_limit_is_resource_exhausted(start_server: StartServe
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "grpc_max_message_length" in details
 
 
-DATATYPES = ["BOOL", *INT_RANGES, "FP16", "FP32", "FP64", "BYTES"]
+DATATYPES = ["BOOL", *INT_RANGES, "FP16", "BF16", "FP32", "FP64", "BYTES"]
 WIDTH = {"FP16": 16, "FP32": 32, "FP64": 64}
 
 
@@ -213,6 +214,12 @@ def tensors(draw: st.DrawFn) -> dict[str, Any]:
         element: st.SearchStrategy[Any] = st.booleans()
     elif datatype == "BYTES":
         element = st.text(max_size=6)
+    elif datatype == "BF16":  # a float32 whose low 16 bits are 0: exactly a bfloat16
+        element = (
+            st.integers(0, 0xFFFF)
+            .map(lambda b: float(np.array([b << 16], dtype=np.uint32).view(np.float32)[0]))
+            .filter(math.isfinite)
+        )
     elif datatype in WIDTH:
         element = st.floats(allow_nan=False, allow_infinity=False, width=WIDTH[datatype])  # type: ignore[arg-type]
     else:
@@ -237,13 +244,30 @@ def test_model_infer_round_trips_every_datatype(
     with grpc.insecure_channel(f"127.0.0.1:{demo_grpc_port}") as channel:
         stub = pb2_grpc.GRPCInferenceServiceStub(channel)
         reply = stub.ModelInfer(to_pb2(request, "identity", raw))
-    assert bool(reply.raw_output_contents) == (raw or tensor["datatype"] == "FP16")
+    assert bool(reply.raw_output_contents) == (raw or tensor["datatype"] in ("FP16", "BF16"))
     [out] = from_pb2(reply).outputs
     assert (out.datatype, out.shape) == (tensor["datatype"], tensor["shape"])
     expected = tensor["data"]
     if tensor["datatype"] == "BYTES":
         expected = [s.encode() for s in expected]
     assert out.data.root == expected
+
+
+def test_bf16_travels_as_raw_contents(demo_grpc_port: int) -> None:
+    """BF16 has no typed field: raw contents both ways, the upper half of a float32 each
+    (as Triton's clients send it), written here by hand, not by our encoder."""
+    bits = bytes.fromhex("803f20c0203e")  # 1.0, -2.5, 0.15625, little-endian
+    request = pb2.ModelInferRequest(model_name="identity", raw_input_contents=[bits])
+    request.inputs.add(name="x", datatype="BF16", shape=[3])
+    with grpc.insecure_channel(f"127.0.0.1:{demo_grpc_port}") as channel:
+        stub = pb2_grpc.GRPCInferenceServiceStub(channel)
+        reply = stub.ModelInfer(request)
+        [out] = reply.outputs
+        assert (out.datatype, list(out.shape)) == ("BF16", [3])
+        assert list(reply.raw_output_contents) == [bits]
+        request.raw_input_contents[0] = bits[:-1]  # not a whole number of elements
+        code, details = code_of(lambda: stub.ModelInfer(request))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "BF16" in details
 
 
 async def test_mlserver_model_repository_service(demo: ServerInfo) -> None:

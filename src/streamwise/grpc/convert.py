@@ -4,7 +4,8 @@ Tensors travel either as typed ``contents`` (one repeated field per datatype fam
 as ``raw_input_contents`` / ``raw_output_contents``: one little-endian buffer per tensor,
 BYTES elements each prefixed by a 4-byte little-endian length. A request uses one or the
 other, never both. A response uses raw contents when its request did, and when an output
-is FP16 (which has no typed field); otherwise typed contents, BYTES as ``bytes_contents``
+is FP16 or BF16 (which have no typed field; BF16 is the upper half of an IEEE float32,
+as in the REST binary extension); otherwise typed contents, BYTES as ``bytes_contents``
 whether the model gave str or bytes.
 
 Messages from the wire are untrusted. betterproto2 parses without checking wire types: a
@@ -30,11 +31,13 @@ from .._proto import inference as pb
 from ..codecs.lists import flatten
 from ..codecs.numpy import to_dtype
 from ..errors import InvalidRequest
+from ..protocol import binary
 from ..protocol.validation import MAX_ELEMENTS, element_count, show
 from ..types import InferenceRequest, InferenceResponse, Parameters
 
 __all__ = [
     "CONTENTS_FIELD",
+    "RAW_ONLY",
     "check_types",
     "data_to_raw",
     "parameter_value",
@@ -46,6 +49,9 @@ __all__ = [
     "response_to_proto",
     "response_from_proto",
 ]
+
+RAW_ONLY = frozenset({"FP16", "BF16"})
+"""Datatypes with no typed contents field: they travel as raw contents only."""
 
 CONTENTS_FIELD: dict[str, str] = {
     "BOOL": "bool_contents",
@@ -219,6 +225,8 @@ def parameters_to_proto(params: Parameters | None) -> dict[str, pb.InferParamete
 
 # -- tensors ---------------------------------------------------------------------------
 def _raw_to_data(raw: bytes, datatype: str, shape: list[int], name: str) -> list[Any]:
+    if datatype == "BF16":  # numpy has no bfloat16: the binary extension's reading of it
+        return binary.tensor_from_bytes(raw, datatype, shape, name)
     count = element_count(shape)  # beyond int64: more than any buffer holds
     if datatype == "BYTES":
         items, offset = [], 0
@@ -258,6 +266,8 @@ def data_to_raw(data: Any, datatype: str) -> bytes:
             parts.append(_LENGTH.pack(len(b)))
             parts.append(b)
         return b"".join(parts)
+    if datatype == "BF16":
+        return binary.bf16_bits(np.asarray(flat, dtype=np.float32)).tobytes()
     return np.asarray(flat, dtype=to_dtype(datatype).newbyteorder("<")).tobytes()
 
 
@@ -312,7 +322,7 @@ def request_from_proto(
     for i, tensor in enumerate(msg.inputs):
         if raw and tensor.contents is not None:
             raise InvalidRequest(f"input {show(tensor.name)}: both raw and typed contents are set")
-        if tensor.datatype not in CONTENTS_FIELD and tensor.datatype != "FP16":
+        if tensor.datatype not in CONTENTS_FIELD and tensor.datatype not in RAW_ONLY:
             raise InvalidRequest(
                 f"input {show(tensor.name)}: unknown datatype {show(tensor.datatype, 20)}"
             )
@@ -339,7 +349,7 @@ def request_to_proto(
     request: InferenceRequest, model_name: str, model_version: str | None = None, raw: bool = False
 ) -> pb.ModelInferRequest:
     """For clients and tests: the gRPC form of a V2 request (raw if asked, or if FP16)."""
-    raw = raw or any(i.datatype == "FP16" for i in request.inputs)
+    raw = raw or any(i.datatype in RAW_ONLY for i in request.inputs)
     tensors = []
     for inp in request.inputs:
         tensors.append(
@@ -373,7 +383,7 @@ def request_to_proto(
 def response_to_proto(response: InferenceResponse, raw: bool = False) -> pb.ModelInferResponse:
     """The gRPC form of a V2 response: the meaning that ``grpc/encode.py`` writes as bytes
     on the server's hot path (a property test holds them together); for clients and tests."""
-    raw = raw or any(o.datatype == "FP16" for o in response.outputs)
+    raw = raw or any(o.datatype in RAW_ONLY for o in response.outputs)
     outputs = [
         pb.ModelInferResponseInferOutputTensor(
             name=o.name,

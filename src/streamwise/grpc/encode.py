@@ -16,7 +16,7 @@ from typing import Any
 
 from ..codecs.lists import flatten
 from ..types import InferenceResponse, Parameters
-from .convert import data_to_raw, parameter_value
+from .convert import RAW_ONLY, data_to_raw, parameter_value
 
 __all__ = [
     "encode_response",
@@ -132,9 +132,9 @@ _INT_FIELDS = {
 
 def encode_response(response: InferenceResponse, raw: bool = False) -> bytes:
     """The ``ModelInferResponse`` for ``response``: raw output contents if ``raw`` (the
-    request used raw inputs) or an output is FP16, else typed contents."""
+    request used raw inputs) or an output is FP16 or BF16, else typed contents."""
     outputs = response.outputs
-    raw = raw or any(o.datatype == "FP16" for o in outputs)
+    raw = raw or any(o.datatype in RAW_ONLY for o in outputs)
     parts = [
         _string(1, response.model_name),
         _string(2, response.model_version or ""),

@@ -124,7 +124,7 @@ def tensor_from_bytes(blob: bytes, datatype: str, shape: list[int], name: str) -
     return array.tolist()  # type: ignore[no-any-return]
 
 
-def _bf16_bits(values: npt.NDArray[np.float32]) -> npt.NDArray[np.uint16]:
+def bf16_bits(values: npt.NDArray[np.float32]) -> npt.NDArray[np.uint16]:
     """float32 -> bfloat16 bits, rounding to nearest even (as ``ml_dtypes`` does); a NaN
     keeps its sign and upper payload, made quiet (rounding could make it infinite)."""
     bits = values.view(np.uint32).astype(np.uint64)
@@ -184,7 +184,7 @@ def tensor_to_bytes(output: ResponseOutput) -> bytes:
             with np.errstate(over="raise", invalid="raise"):
                 if datatype == "BF16":
                     array = np.asarray(data, dtype=np.float32).ravel()
-                    blob = _bf16_bits(array).tobytes()
+                    blob = bf16_bits(array).tobytes()
                 else:
                     array = np.asarray(data, dtype=_DTYPES[datatype]).ravel()
                     blob = array.tobytes()
