@@ -624,3 +624,13 @@ def test_decode_args_needs_codecs() -> None:
 def test_base64_helper_matches_stdlib() -> None:
     out = Base64Codec.encode_output("o", [b"\x00\xff"], use_bytes=False)
     assert base64.b64decode(out.data.root[0]) == b"\x00\xff"
+
+
+def test_flatten_takes_nested_lists_lone_values_and_arrays() -> None:
+    """One flattening for every transport's encoder (gRPC, binary REST, batching, the
+    generate dialect): an array a model put in ``data`` is taken row-major too."""
+    from streamwise.codecs.lists import flatten
+
+    assert flatten([[1, 2], [3, [4]]]) == [1, 2, 3, 4]
+    assert flatten("a") == ["a"]
+    assert flatten(np.array([[1.5, 2.5], [3.5, 4.5]], dtype=np.float32)) == [1.5, 2.5, 3.5, 4.5]

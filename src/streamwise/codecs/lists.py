@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
+
 __all__ = ["ListElement", "ListPayload", "is_list_of", "as_list", "as_items", "flatten"]
 
 ListElement = bytes | str
@@ -39,8 +41,11 @@ def as_items(payload: Any) -> list[Any]:
 
 
 def flatten(data: Any) -> list[Any]:
-    """Row-major flattening of nested lists; a lone value becomes a one-element list."""
+    """Row-major flattening of nested lists (or of an array a model gave); a lone value
+    becomes a one-element list. A list that is already flat is returned as it is."""
     if not isinstance(data, list):
+        if isinstance(data, np.ndarray):
+            return data.reshape(-1).tolist()
         return [data]
     if not any(isinstance(elem, list) for elem in data):
         return data

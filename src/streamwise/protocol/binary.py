@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ..codecs.lists import flatten
 from ..errors import InvalidRequest, ModelFailed, show
 from ..types import InferenceRequest, InferenceResponse, Parameters, ResponseOutput
 from .validation import MAX_ELEMENTS, element_count
@@ -132,26 +133,6 @@ def bf16_bits(values: npt.NDArray[np.float32]) -> npt.NDArray[np.uint16]:
     return np.where(np.isnan(values), (bits >> 16) | 0x40, rounded).astype("<u2")
 
 
-def _flat(data: Any) -> list[Any]:
-    if isinstance(data, np.ndarray):
-        return data.ravel().tolist()
-    if not isinstance(data, list):
-        return [data]
-    if all(not isinstance(x, list) for x in data):
-        return data
-    out: list[Any] = []
-    stack = [iter(data)]
-    while stack:
-        for item in stack[-1]:
-            if isinstance(item, list):
-                stack.append(iter(item))
-                break
-            out.append(item)
-        else:
-            stack.pop()
-    return out
-
-
 def tensor_to_bytes(output: ResponseOutput) -> bytes:
     """The raw bytes of an output's data; :class:`ModelFailed` (a 500: the model's
     answer, not the client's request) if the data does not fit its datatype and shape."""
@@ -160,7 +141,7 @@ def tensor_to_bytes(output: ResponseOutput) -> bytes:
     label = f"output {show(output.name)}"
     count = element_count(output.shape)
     if datatype == "BYTES":
-        flat = _flat(data)
+        flat = flatten(data)
         parts = []
         for item in flat:
             if isinstance(item, str):

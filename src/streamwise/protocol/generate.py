@@ -44,6 +44,7 @@ from typing import Any
 
 import pydantic
 
+from ..codecs.lists import flatten
 from ..errors import InvalidRequest, ModelFailed, show
 from ..types import InferenceRequest, InferenceResponse, MetadataTensor, Parameters, RequestInput
 
@@ -260,29 +261,20 @@ def flat_response(response: InferenceResponse, with_id: bool) -> dict[str, Any]:
 
 
 def _value(name: str, data: Any) -> Any:
-    if isinstance(data, list):
-        leaves: list[Any] = []
-        _flatten(data, leaves)
-    else:
-        leaves = [data]
-    for i, x in enumerate(leaves):
-        if isinstance(x, (bytes, bytearray)):
-            try:
-                leaves[i] = bytes(x).decode()
-            except UnicodeDecodeError:
-                raise ModelFailed(
-                    f"output {show(name)} holds bytes that are not UTF-8 text: the generate "
-                    "dialect answers text (ask with a V2 request)"
-                ) from None
+    leaves = [_text(name, x) for x in flatten(data)]  # a new list: the response is not touched
     return leaves[0] if len(leaves) == 1 else leaves
 
 
-def _flatten(data: list[Any], out: list[Any]) -> None:
-    for item in data:
-        if isinstance(item, list):
-            _flatten(item, out)
-        else:
-            out.append(item)
+def _text(name: str, x: Any) -> Any:
+    if not isinstance(x, (bytes, bytearray)):
+        return x
+    try:
+        return bytes(x).decode()
+    except UnicodeDecodeError:
+        raise ModelFailed(
+            f"output {show(name)} holds bytes that are not UTF-8 text: the generate "
+            "dialect answers text (ask with a V2 request)"
+        ) from None
 
 
 def encoder(with_id: bool, streaming: bool) -> Callable[[InferenceResponse], bytes]:

@@ -33,7 +33,6 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import trio
 
 from ..codecs.lists import flatten
@@ -112,13 +111,6 @@ def merge_key(request: InferenceRequest) -> Hashable | None:
     return tuple(sorted(parts)), _canonical(request.parameters, ("headers",)), outputs
 
 
-def _flat(data: Any) -> list[Any]:
-    """A tensor's data, flat (nested lists, a lone value, or an array a model gave)."""
-    if isinstance(data, np.ndarray):
-        return data.reshape(-1).tolist()
-    return flatten(data)
-
-
 def rows_of(request: InferenceRequest) -> int:
     """The rows of a request that has a :func:`merge_key`: its inputs' first dimension."""
     return request.inputs[0].shape[0]
@@ -162,7 +154,7 @@ def merge(requests: Sequence[InferenceRequest]) -> tuple[InferenceRequest, list[
             parts.append(same or next(i for i in r.inputs if i.name == inp.name))
         data: list[Any] = []
         for part in parts:
-            data.extend(_flat(part.data.root))
+            data.extend(flatten(part.data.root))
         fields: dict[str, Any] = {
             "name": inp.name,
             "shape": [total, *inp.shape[1:]],
@@ -228,7 +220,7 @@ def split(response: InferenceResponse, rows: list[int], model: str) -> list[Infe
                 f"of shape {shape}: adaptive batching needs outputs whose first dimension is "
                 "the batch's (max_batch_size)"
             )
-        data = _flat(out.data.root)
+        data = flatten(out.data.root)
         size = element_count(shape[1:])
         if len(data) != total * size:
             raise ModelFailed(
