@@ -295,31 +295,32 @@ async def test_only_the_endpoint(demo: ServerInfo) -> None:
 
 def test_gaps_counted_in_batches_land_in_the_right_buckets(monkeypatch: pytest.MonkeyPatch) -> None:
     """StreamMeter adds its gaps to the histogram's buckets itself: the same samples as
-    ``observe`` would give."""
+    ``observe`` would give, a batch's later responses with a gap of 0."""
     from prometheus_client import REGISTRY
 
     from streamwise import metrics
 
-    times = iter([0.0, 0.1, 0.1003, 0.1103, 5.1103, 5.1103])
+    times = iter([0.0, 0.1, 0.1003, 0.1103, 5.1103])
     monkeypatch.setattr(metrics.time, "monotonic", lambda: next(times))
     labels = {"model": "unit", "version": "", "transport": "rest"}
     meter = metrics.StreamMeter(("unit", "", "rest"))
-    for _ in range(5):
-        meter.seen()
+    for batch in (2, 1, 3, 1):
+        meter.seen(batch)
     meter.close()
 
     def value(name: str, **extra: str) -> float | None:
         return REGISTRY.get_sample_value(name, {**labels, **extra})
 
     gap = "streamwise_stream_response_gap_seconds"
-    assert value(f"{gap}_count") == 4
-    assert value(f"{gap}_sum") == pytest.approx(0.0003 + 0.01 + 5.0 + 0.0)
-    assert value(f"{gap}_bucket", le="0.0005") == 2  # 0.0003 and 0.0
-    assert value(f"{gap}_bucket", le="0.01") == 3  # <= 0.01 counts in 0.01's bucket
-    assert value(f"{gap}_bucket", le="2.5") == 3
-    assert value(f"{gap}_bucket", le="5.0") == 4
+    assert value(f"{gap}_count") == 6  # 0 | 0.0003 | 0.01, 0, 0 | 5.0
+    assert value(f"{gap}_sum") == pytest.approx(0.0003 + 0.01 + 5.0)
+    assert value(f"{gap}_bucket", le="0.0005") == 4  # 0.0003 and three 0s
+    assert value(f"{gap}_bucket", le="0.01") == 5  # <= 0.01 counts in 0.01's bucket
+    assert value(f"{gap}_bucket", le="2.5") == 5
+    assert value(f"{gap}_bucket", le="5.0") == 6
     assert value("streamwise_stream_time_to_first_response_seconds_count") == 1
-    assert value("streamwise_stream_responses_total") == 5
+    assert value("streamwise_stream_time_to_first_response_seconds_sum") == pytest.approx(0.1)
+    assert value("streamwise_stream_responses_total") == 7
 
 
 def scrape_sync(port: int) -> Samples:

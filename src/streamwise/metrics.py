@@ -85,18 +85,18 @@ GRPC_HANDLED = Counter(
 # -- streams: ours -----------------------------------------------------------------------
 STREAM_TTFR = Histogram(
     "streamwise_stream_time_to_first_response_seconds",
-    "From the stream's start to the model's first response",
+    "From the stream's start to its first response, taken to be written",
     STREAM,
     buckets=LATENCY_BUCKETS,
 )
 STREAM_GAP = Histogram(
     "streamwise_stream_response_gap_seconds",
-    "Between two responses of one stream, as the model gave them",
+    "Between two responses of one stream, as they are taken to be written (0 within one write)",
     STREAM,
     buckets=LATENCY_BUCKETS,
 )
 STREAM_RESPONSES = Counter(
-    "streamwise_stream_responses", "Responses the models' streams gave", STREAM
+    "streamwise_stream_responses", "Responses of the models' streams, taken to be written", STREAM
 )
 STREAMS_OPEN = Gauge(
     "streamwise_streams_open", "Streams running now", STREAM, multiprocess_mode="livesum"
@@ -169,12 +169,16 @@ _BOUNDS = (*LATENCY_BUCKETS, float("inf"))
 
 
 class StreamMeter:
-    """One stream's timings: ``seen`` is called once per response, where the model gives it
-    (on the model's loop). A histogram's ``observe`` costs about 2 us (a lock and a walk of
-    its buckets), as much as a fast stream's whole response: so the gaps are counted here,
-    in a list, and added to ``streamwise_stream_response_gap_seconds`` (buckets and sum)
-    every :data:`FLUSH_EVERY` responses and at the stream's end, through prometheus_client's
-    per-bucket values (checked against prometheus-client 0.26 by tests/test_metrics.py)."""
+    """One stream's timings: ``seen(n)`` is called once per batch of ``n`` responses, where
+    the transport takes it to write (``Stream.take``): the time a client can first see
+    them. The first response's time is the time to first response; each later batch's
+    first response has the gap since the batch before, and the others of a batch a gap of
+    0 (they are written with it). A histogram's ``observe`` costs about 2 us (a lock and a
+    walk of its buckets), as much as a fast stream's whole response: so the gaps are
+    counted here, in a list, and added to ``streamwise_stream_response_gap_seconds``
+    (buckets and sum) every :data:`FLUSH_EVERY` responses and at the stream's end, through
+    prometheus_client's per-bucket values (checked against prometheus-client 0.26 by
+    tests/test_metrics.py)."""
 
     __slots__ = ("_last", "_first", "_gap", "_count", "_n", "_counts", "_sum")
 
@@ -187,18 +191,22 @@ class StreamMeter:
         self._counts = [0] * len(_BOUNDS)
         self._sum = 0.0
 
-    def seen(self) -> None:
+    def seen(self, n: int) -> None:
         now = time.monotonic()
         gap = now - self._last
         self._last = now
+        counts = self._counts
         if self._first is not None:
             self._first.observe(gap)
             self._first = None
             self._count.inc()
-            return
-        self._counts[bisect_left(_BOUNDS, gap)] += 1
-        self._sum += gap
-        self._n += 1
+            counts[0] += n - 1  # written with the first: a gap of 0
+            self._n += n - 1
+        else:
+            counts[bisect_left(_BOUNDS, gap)] += 1
+            counts[0] += n - 1
+            self._sum += gap
+            self._n += n
         if self._n >= FLUSH_EVERY:
             self.flush()
 

@@ -90,8 +90,8 @@ def end(span: Any, outcome: str, responses: int | None = None, detail: str | Non
 
 
 class StreamSpan:
-    """A stream's span; :meth:`seen` is called once per response, where the model gives
-    it (made only for a recording span)."""
+    """A stream's span; :meth:`seen` is called once per batch of responses, where the
+    transport takes it to write (made only for a recording span)."""
 
     __slots__ = ("span", "responses")
 
@@ -99,10 +99,10 @@ class StreamSpan:
         self.span = span
         self.responses = 0
 
-    def seen(self) -> None:
+    def seen(self, n: int) -> None:
         if not self.responses:
             self.span.add_event("first response")
-        self.responses += 1
+        self.responses += n
 
     def close(self, outcome: str, detail: str | None = None) -> None:
         self.span.add_event("end")

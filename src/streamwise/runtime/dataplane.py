@@ -352,13 +352,9 @@ class DataPlane:
         metrics = self.metrics
         meter: StreamMeter | None = None
         traced: tracing.StreamSpan | None = None
-        seen: Callable[[], None] | None = None
+        seen: Callable[[int], None] | None = None
 
         def finish(response: InferenceResponse) -> T:
-            return encode(stamp(response))
-
-        def finish_seen(response: InferenceResponse) -> T:
-            seen()  # type: ignore[misc]
             return encode(stamp(response))
 
         if tracing.tracer is not None:
@@ -381,9 +377,10 @@ class DataPlane:
                             self.backends.of(model),
                             model,
                             requests or Requests(call.request),
-                            finish if seen is None else finish_seen,
+                            finish,
                             guard,
                             buffer=self.settings.stream_buffer_size,
+                            seen=seen,
                         ) as stream:
                             try:
                                 yield stream
@@ -487,10 +484,10 @@ def _given(guard: Guard) -> Iterator[Guard]:
     yield guard
 
 
-def _both(first: Callable[[], None], second: Callable[[], None]) -> Callable[[], None]:
-    def both() -> None:
-        first()
-        second()
+def _both(first: Callable[[int], None], second: Callable[[int], None]) -> Callable[[int], None]:
+    def both(n: int) -> None:
+        first(n)
+        second(n)
 
     return both
 

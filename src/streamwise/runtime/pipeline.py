@@ -56,12 +56,13 @@ LINGER_STEP_S = 0.0002
 class Stream(Generic[T]):
     """The items of one model stream, in batches, then how it ended."""
 
-    __slots__ = ("_handoff", "_started", "_lingers")
+    __slots__ = ("_handoff", "_started", "_lingers", "_seen")
 
-    def __init__(self, handoff: Handoff[T]) -> None:
+    def __init__(self, handoff: Handoff[T], seen: Callable[[int], None] | None = None) -> None:
         self._handoff = handoff
         self._started = False
         self._lingers = True
+        self._seen = seen
 
     async def take(self, side: Side = TRIO) -> list[T]:
         """Every item waiting (waiting for one if none is), on the loop ``side`` names;
@@ -78,7 +79,9 @@ class Stream(Generic[T]):
         producer waiting for its model ends the batch. The first batch never waits: time
         to first token comes first. Nor does a slow stream: once a wait has found nothing,
         the consumer lingers again only when it finds more than one item waiting (a slow
-        stream's events, one per wake-up, would each pay a wait for nothing)."""
+        stream's events, one per wake-up, would each pay a wait for nothing).
+
+        ``seen(len(batch))`` (metrics, tracing) is told of each batch as it is taken."""
         handoff = self._handoff
         batch = handoff.poll(BATCH_LIMIT)
         if batch is None:
@@ -105,6 +108,8 @@ class Stream(Generic[T]):
                 elif more == [] or (empty := empty + 1) == (2 if same_loop else 1):
                     self._lingers = more == [] or len(batch) > 1
                     break  # ended, or the producer waits for its model
+        if batch and self._seen is not None:
+            self._seen(len(batch))
         return batch
 
     @property
@@ -153,8 +158,10 @@ async def open_stream(
     guard: Guard | None = None,
     *,
     buffer: int = 64,
+    seen: Callable[[int], None] | None = None,
 ) -> AsyncIterator[Stream[T]]:
-    """Start ``model.predict_stream`` on ``backend`` in a task owned by this block.
+    """Start ``model.predict_stream`` on ``backend`` in a task owned by this block;
+    ``seen``: see :meth:`Stream.take`.
 
     An exception raised in the block comes out as itself, not inside a group (the pump
     catches its own failures, so a group here holds the caller's exception alone).
@@ -166,7 +173,7 @@ async def open_stream(
                 _pump, backend, model, requests, finish, handoff, guard, name=f"pump:{model.name}"
             )
             try:
-                yield Stream(handoff)
+                yield Stream(handoff, seen)
             finally:
                 if not handoff.ended:
                     handoff.abandon()  # left early: the model's next response raises
