@@ -1,10 +1,11 @@
 """What adaptive batching buys (and costs): one server, the same models batched and not.
 
     python -m scripts.bench_batching [--concurrency 32] [--duration 6] [--size 16]
-        [--time 0.05]
+        [--time 0.05] [--running 1]
 
-Writes a model repository to a temporary folder with three models, each twice: batched
-(``max_batch_size`` ``--size``, ``max_batch_time`` ``--time``) and not. ``matmul-N`` pays
+Writes a model repository to a temporary folder with three models, each three times (see
+:data:`KINDS`): not batched; batched (``max_batch_size`` ``--size``, ``max_batch_time``
+``--time``); and batched with ``max_concurrent_batches`` ``--running``. ``matmul-N`` pays
 a fixed cost per ``predict`` call (an NxN float32 matrix product, as a GPU call pays its
 launch and transfers), then multiplies its rows by a 256x256 matrix (vectorised: the rows
 of a batch in one product). With N = 1024 the call costs tens of milliseconds: the model
@@ -83,18 +84,26 @@ MODEL_NAMES = ("matmul-256", "matmul-1024", "identity")
 ROW = 256
 
 
-def repository(folder: pathlib.Path, size: int, wait: float) -> None:
+KINDS = ("plain", "batched", "held")
+"""Each model three times: not batched; batched, its batches running at once however
+many are due (MLServer's way); batched with ``max_concurrent_batches`` (``--running``):
+a batch due while that many run waits for one to end, taking more requests."""
+
+
+def repository(folder: pathlib.Path, size: int, wait: float, running: int) -> None:
     code = textwrap.dedent(MODELS)
     for model in MODEL_NAMES:
-        for batched in (True, False):
-            name = f"{model}-{'batched' if batched else 'plain'}"
+        for kind in KINDS:
+            name = f"{model}-{kind}"
             (folder / name).mkdir()
             settings: dict[str, Any] = {"name": name, "implementation": "bench_models.Identity"}
             if model.startswith("matmul-"):
                 settings["implementation"] = "bench_models.MatMul"
                 settings["parameters"] = {"extra": {"fixed": int(model.split("-")[1])}}
-            if batched:
+            if kind != "plain":
                 settings |= {"max_batch_size": size, "max_batch_time": wait}
+            if kind == "held":
+                settings["max_concurrent_batches"] = running
             (folder / name / "model-settings.json").write_text(json.dumps(settings))
             (folder / name / "bench_models.py").write_text(code)  # looked up in its folder
 
@@ -132,10 +141,11 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=6.0, help="seconds per model")
     parser.add_argument("--size", type=int, default=16, help="max_batch_size")
     parser.add_argument("--time", type=float, default=0.05, help="max_batch_time (s)")
+    parser.add_argument("--running", type=int, default=1, help="max_concurrent_batches (held)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = pathlib.Path(tmp)
-        repository(folder, args.size, args.time)
+        repository(folder, args.size, args.time, args.running)
         request = folder / "request.json"
         row = [[round(i / ROW, 4) for i in range(ROW)]]
         body = {"inputs": [{"name": "x", "shape": [1, ROW], "datatype": "FP32", "data": row}]}
@@ -149,12 +159,12 @@ def main() -> None:
             print(
                 f"{args.concurrency} concurrent callers, one row of {ROW} FP32 a request, "
                 f"{args.duration:g} s each; batched: max_batch_size {args.size}, "
-                f"max_batch_time {args.time:g} s"
+                f"max_batch_time {args.time:g} s; held: max_concurrent_batches {args.running}"
             )
             print(f"{'model':<18} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean batch':>11}")
             rates: dict[str, float] = {}
             for model in MODEL_NAMES:
-                for kind in ("plain", "batched"):
+                for kind in KINDS:
                     name = f"{model}-{kind}"
                     drive(url, name, request, args.concurrency, 1.0)  # warm-up
                     total0, count0 = batches(metrics_port, name)
@@ -170,8 +180,12 @@ def main() -> None:
                         flush=True,
                     )
             for model in MODEL_NAMES:
-                ratio = rates[f"{model}-batched"] / rates[f"{model}-plain"]
-                print(f"{model}: batched / not batched, requests/s: {ratio:.2f}x")
+                plain = rates[f"{model}-plain"]
+                batched, held = rates[f"{model}-batched"] / plain, rates[f"{model}-held"] / plain
+                print(
+                    f"{model}: requests/s over not batched: batched {batched:.2f}x, "
+                    f"held {held:.2f}x"
+                )
         finally:
             process.terminate()
             process.wait(10)

@@ -79,12 +79,15 @@ class Rows(MLModel):
 '''
 
 
-def repository(tmp_path: pathlib.Path, size: int, wait: float) -> pathlib.Path:
+def repository(
+    tmp_path: pathlib.Path, size: int, wait: float, running: int | None = None
+) -> pathlib.Path:
     folder = tmp_path / "rows"
     folder.mkdir()
     (folder / "rows_model.py").write_text(textwrap.dedent(MODEL))
     settings = {"name": "rows", "implementation": "rows_model.Rows",
-                "max_batch_size": size, "max_batch_time": wait}  # fmt: skip
+                "max_batch_size": size, "max_batch_time": wait,
+                "max_concurrent_batches": running}  # fmt: skip
     (folder / "model-settings.json").write_text(json.dumps(settings))
     return tmp_path
 
@@ -355,6 +358,50 @@ async def test_unload_runs_the_waiting_batch_then_reload(
     for i in range(10, 18):
         assert answers[i].status_code == 200
     assert [len(b["clients"]) for b in probe.batches] == [8]
+
+
+@pytest.mark.parametrize("running", [None, 1])
+async def test_a_batch_due_while_the_model_is_busy(
+    start_server: StartServer, tmp_path: pathlib.Path, running: int | None
+) -> None:
+    """Client 1's batch holds the model. Six more clients come, each batch due after
+    1 ms. With ``max_concurrent_batches: 1`` they wait for it, gathering into full batches
+    (4, then 2), in order; with no bound (MLServer's way) their batches run beside it."""
+    info = await start_server(repository(tmp_path, size=4, wait=0.001, running=running))
+    slot = info.dataplane.registry.find("rows")
+    held = request_for(1, 1)
+    held["inputs"][0]["data"][0][0] = -1  # waits for the gate
+    answers: dict[int, httpx.Response] = {}
+    before = sample(await scrape(info), "streamwise_batch_size_count", model="rows")
+
+    async def send(i: int, body: dict[str, Any]) -> None:
+        answers[i] = await rest(info, body)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(send, 1, held)
+            await wait_for(lambda: bool(probe.gate.get("held")))
+            for i in range(2, 8):  # in turn: the order is known
+                nursery.start_soon(send, i, request_for(i, 1))
+                if running is None:  # it runs once its 1 ms has passed, beside the held one
+                    await wait_for(lambda i=i: len(probe.batches) == i)
+                else:  # it waits in the batcher
+                    await wait_for(lambda i=i: slot.in_flight == i)
+            if running is not None:
+                await trio.sleep(0.05)  # fifty times max_batch_time: they still wait
+                assert len(probe.batches) == 1
+            probe.gate["open"] = True
+    for i in range(2, 8):
+        assert answers[i].status_code == 200, answers[i].text
+        check_own(request_for(i, 1), InferenceResponse.model_validate(answers[i].json()))
+    assert answers[1].status_code == 200
+    clients = [b["clients"] for b in probe.batches]  # the held row is -1: client 1 unnamed
+    if running is None:
+        assert clients == [[], [2], [3], [4], [5], [6], [7]]
+    else:
+        assert clients == [[], [2, 3, 4, 5], [6, 7]]
+        after = sample(await scrape(info), "streamwise_batch_size_count", model="rows")
+        assert after - before == 3  # the metric counts the batches the model ran
 
 
 async def test_streams_are_not_batched(start_server: StartServer, tmp_path: pathlib.Path) -> None:

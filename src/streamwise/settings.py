@@ -308,6 +308,11 @@ class ModelSettings(_Frozen):
     max_batch_time: float = 0.0
     """Adaptive batching (MLServer's): seconds a batch waits, from its first request, for
     more requests before it runs (when not full before: ``max_batch_size``)."""
+    max_concurrent_batches: int | None = Field(None, ge=1)
+    """Adaptive batching: the most batches of this model running at once (None: no bound,
+    as MLServer). A batch due while that many run waits for one to end, taking more
+    requests meanwhile (up to ``max_batch_size``), as Triton's dynamic batcher waits for a
+    free model instance."""
     max_concurrency: int | None = Field(None, ge=1)
     """This model's limit of requests at once (default: the server's model_max_concurrency)."""
     request_timeout_s: float | None = Field(None, gt=0)

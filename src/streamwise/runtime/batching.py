@@ -10,9 +10,11 @@ dimension into one ``predict`` call, and the response is split back by rows::
       send a Pending into the channel              group it with those it can merge with; a
       wait until it is answered                    group leaves when it holds max_batch_size
       (cancelled: the client left, or its          requests, or max_batch_time after its first
-       timeout: the Pending is marked gone;        each batch: a task of the batcher's own
-       its batch runs on for the others)           nursery: merge -> predict -> split -> each
-                                                   Pending answered (or all failed alike)
+       timeout: the Pending is marked gone;        (with max_concurrent_batches running, it
+       its batch runs on for the others)           waits, taking more, until one ends); each
+                                                   batch: a task of the batcher's own nursery:
+                                                   merge -> predict -> split -> each Pending
+                                                   answered (or all failed alike)
 
 The batch is owned by the batcher, never by one request, so a client going away does not
 cancel the others' batch: its rows are computed and dropped (when every client of a batch
@@ -29,6 +31,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
+from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -322,12 +326,18 @@ class Batcher:
         max_batch_size: int,
         max_batch_time: float,
         *,
+        max_concurrent_batches: int | None = None,
         metrics: bool = False,
     ) -> None:
         self.model = model
         self.backend = backend
         self.max_batch_size = max_batch_size
         self.max_batch_time = max_batch_time
+        self.max_concurrent = max_concurrent_batches
+        """Batches running at once, at most (None: no bound, as MLServer)."""
+        self._running = 0
+        self._nursery: trio.Nursery | None = None
+        self._wake: trio.CancelScope | None = None
         self._labels = (model.name, model.version or "")
         self._send, self._receive = trio.open_memory_channel[Pending](max_batch_size)
         self._finished = trio.Event()
@@ -361,33 +371,61 @@ class Batcher:
         assert pending.response is not None
         return pending.response
 
+    def _free(self) -> bool:
+        """Another batch may start now (``max_concurrent_batches``)."""
+        return self.max_concurrent is None or self._running < self.max_concurrent
+
+    def _next(self, forming: dict[Hashable, _Forming], ready: deque[_Forming]) -> _Forming | None:
+        """The batch to start now, if a batch may start: of the full ones and those whose
+        ``max_batch_time`` has passed, the one whose first request came first."""
+        if not self._free():
+            return None
+        due = None
+        if forming:
+            key, oldest = next(iter(forming.items()))
+            if oldest.deadline <= trio.current_time():
+                due = key
+        if ready and (due is None or ready[0].deadline <= forming[due].deadline):
+            return ready.popleft()
+        if due is not None:
+            return forming.pop(due)
+        return None
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Form batches until :meth:`aclose` (then the last ones run, and are awaited)."""
+        """Form batches until :meth:`aclose` (then the last ones run, and are awaited).
+
+        A batch leaves when it is full or ``max_batch_time`` after its first request, and
+        may start (``max_concurrent_batches``); while it may not, it goes on taking
+        requests, up to ``max_batch_size``."""
         forming: dict[Hashable, _Forming] = {}  # in order of their deadlines
+        ready: deque[_Forming] = deque()  # full, waiting for a running batch to end
         receive = self._receive
         try:
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 task_status.started()
                 while True:
+                    while (batch := self._next(forming, ready)) is not None:
+                        self._start(batch.pendings)
+                    wait_until = math.inf  # a request, or a running batch's end
+                    if forming and self._free():
+                        wait_until = next(iter(forming.values())).deadline
+                    pending = None
                     try:
-                        if forming:
-                            key, oldest = next(iter(forming.items()))
-                            pending = None
-                            with trio.move_on_at(oldest.deadline):
-                                pending = await receive.receive()
-                            if pending is None:  # max_batch_time since its first request
-                                del forming[key]
-                                self._start(nursery, oldest.pendings)
-                                continue
-                        else:
+                        with trio.CancelScope(deadline=wait_until) as self._wake:
                             pending = await receive.receive()
                     except trio.EndOfChannel:  # aclose(): what is left runs now
-                        for left in forming.values():
-                            self._start(nursery, left.pendings)
+                        for left in (*ready, *forming.values()):
+                            self._start(left.pendings)
+                        ready.clear()
                         forming.clear()
                         break
-                    if pending.key is None:
-                        self._start(nursery, [pending])  # cannot be merged: runs alone, now
+                    finally:
+                        self._wake = None
+                    if pending is None:
+                        continue
+                    if pending.key is None:  # cannot be merged: runs alone
+                        ready.append(_Forming(trio.current_time(), [pending]))
                         continue
                     group = forming.get(pending.key)
                     if group is None:
@@ -395,10 +433,10 @@ class Batcher:
                         group = forming[pending.key] = _Forming(deadline)
                     group.pendings.append(pending)
                     if len(group.pendings) >= self.max_batch_size:
-                        del forming[pending.key]
-                        self._start(nursery, group.pendings)
+                        ready.append(forming.pop(pending.key))
         finally:  # also when cancelled: nobody is left waiting for an answer
-            waiting = [p for group in forming.values() for p in group.pendings]
+            self._nursery = None
+            waiting = [p for group in (*ready, *forming.values()) for p in group.pendings]
             while True:
                 try:
                     waiting.append(receive.receive_nowait())
@@ -409,14 +447,16 @@ class Batcher:
                 p.fail(self._gone())
             self._finished.set()
 
-    def _start(self, nursery: trio.Nursery, pendings: list[Pending]) -> None:
+    def _start(self, pendings: list[Pending]) -> None:
         live = [p for p in pendings if not p.gone]
         if not live:
             return
+        assert self._nursery is not None
         batch = _Batch(live)
         for p in live:
             p.batch = batch
-        nursery.start_soon(self._run_batch, batch)
+        self._running += 1
+        self._nursery.start_soon(self._run_batch, batch)
 
     async def _run_batch(self, batch: _Batch) -> None:
         pendings = batch.pendings
@@ -433,6 +473,9 @@ class Batcher:
         except Exception as exc:  # the model's failure, or one its response makes
             outcome = as_failure(exc)
         finally:  # runs when cancelled too: every request is answered or failed
+            self._running -= 1
+            if self.max_concurrent is not None and self._wake is not None:
+                self._wake.cancel()  # another batch may start: the batcher looks again
             if isinstance(outcome, list):
                 for p, response in zip(pendings, outcome, strict=True):
                     p.answer(response)

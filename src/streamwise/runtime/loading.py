@@ -127,9 +127,16 @@ class ModelLoader:
         if self._nursery is None:
             log.warning("model %s: not batched: no running server (ModelLoader.serving)", slot.name)
             return None
-        batcher = Batcher(model, self._backends.of(model), size, wait, metrics=self._metrics)
+        running = settings.max_concurrent_batches
+        batcher = Batcher(
+            model, self._backends.of(model), size, wait,
+            max_concurrent_batches=running, metrics=self._metrics,
+        )  # fmt: skip
         await self._nursery.start(batcher.run, name=f"batcher:{slot.name}")
-        log.info("model %s: adaptive batching, up to %d requests or %g s", slot.name, size, wait)
+        log.info(
+            "model %s: adaptive batching, up to %d requests or %g s, %s at once",
+            slot.name, size, wait, "any number" if running is None else running,
+        )  # fmt: skip
         return batcher
 
     async def load(self, slot: ModelSlot) -> None:
