@@ -112,6 +112,26 @@ def test_defaults_round_trip_every_datatype(
     assert "binary_data_output" not in (result.get_response().get("parameters") or {})
 
 
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests_and_responses(
+    client: triton.InferenceServerClient, algorithm: str, binary: bool
+) -> None:
+    """``request_compression_algorithm`` (the body, binary tensors and all, compressed:
+    ``rest/encoding.py``) and ``response_compression_algorithm``, as Triton serves them."""
+    samples = SAMPLES if binary else JSON_SAMPLES
+    sent = {"x": samples["FP32"], "y": samples["INT64"], "z": samples["BYTES"]}
+    inputs = [_input(name, array, binary) for name, array in sent.items()]
+    result = client.infer(
+        MODEL,
+        inputs,
+        request_compression_algorithm=algorithm,
+        response_compression_algorithm=algorithm,
+    )
+    for name, array in sent.items():
+        _same(result.as_numpy(name), array)
+
+
 @pytest.mark.parametrize("datatype", sorted(JSON_SAMPLES))
 def test_json_both_ways_every_datatype(client: triton.InferenceServerClient, datatype: str) -> None:
     sent = JSON_SAMPLES[datatype]

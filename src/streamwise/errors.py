@@ -9,7 +9,8 @@ model is a model failure: 500 / INTERNAL with the model's message.
     ├── ConfigError                      (startup: a settings file or field is wrong)
     ├── InvalidRequest              400  INVALID_ARGUMENT
     │   ├── InferenceError          400  INVALID_ARGUMENT  (raised by models and codecs)
-    │   └── PayloadTooLarge         413  RESOURCE_EXHAUSTED
+    │   ├── PayloadTooLarge         413  RESOURCE_EXHAUSTED
+    │   └── UnsupportedMediaType    415  INVALID_ARGUMENT  (an unknown Content-Encoding)
     ├── NotFound                    404  NOT_FOUND
     │   └── ModelNotFound           404  NOT_FOUND
     ├── Unauthenticated             401  UNAUTHENTICATED   (auth_token set, no/wrong token)
@@ -38,6 +39,7 @@ __all__ = [
     "InvalidRequest",
     "InferenceError",
     "PayloadTooLarge",
+    "UnsupportedMediaType",
     "NotFound",
     "ModelNotFound",
     "ModelNotReady",
@@ -119,6 +121,12 @@ class InferenceError(InvalidRequest):
 class PayloadTooLarge(InvalidRequest):
     http_status = 413
     grpc_status = "RESOURCE_EXHAUSTED"
+
+
+class UnsupportedMediaType(InvalidRequest):
+    """A request body in a form not taken (an unknown ``Content-Encoding``)."""
+
+    http_status = 415
 
 
 class NotFound(StreamwiseError):

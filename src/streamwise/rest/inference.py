@@ -6,9 +6,10 @@ hooks, context locals) cost more than everything else a small request needs, so 
 four routes are answered here, straight on ASGI, through the same ``DataPlane`` and the
 same error mapping (``rest/errors.answer_for``); every other path goes on to Quart.
 
-Per request: the body is read (bounded by ``max_request_body_bytes``), the bearer token
-checked, the request parsed and validated once (``DataPlane.prepare``), then either one
-JSON answer or a stream of server-sent events. A request with an
+Per request: the body is read (bounded by ``max_request_body_bytes``; decompressed when
+its ``Content-Encoding`` says so, ``rest/encoding.py``), the bearer token checked, the
+request parsed and validated once (``DataPlane.prepare``), then either one JSON answer or
+a stream of server-sent events. A request with an
 ``Inference-Header-Content-Length`` header uses the binary tensor data extension
 (``protocol/binary.py``): its inputs are decoded into the form JSON inputs have, on every
 endpoint; a unary answer has binary outputs when the request asks for them (streams'
@@ -34,6 +35,7 @@ from ..logs import Access
 from ..protocol import auth, binary, generate, sse
 from ..runtime.dataplane import Call, DataPlane
 from ..types import InferenceRequest, InferenceResponse
+from . import encoding
 from .errors import answer_for, describe_validation_error, error_body
 
 __all__ = ["ACCESS_KEY", "InferenceRoutes"]
@@ -144,6 +146,8 @@ class InferenceRoutes:
             return
         flat: generate.FlatRequest | None = None
         try:
+            if (coding := _header(scope, b"content-encoding")) is not None:
+                body = encoding.decode(body, coding, self.max_body)
             header_length = _header(scope, binary.HEADER)
             choice: binary.OutputChoice | None = None
             request: InferenceRequest | generate.FlatRequest

@@ -28,6 +28,7 @@ from ..protocol import auth
 from ..protocol import openai as oa
 from ..registry import ModelState
 from ..runtime.dataplane import Call, DataPlane
+from . import encoding
 from .errors import answer_for
 from .inference import (
     _NOWHERE,
@@ -121,6 +122,8 @@ class OpenAIRoutes(InferenceRoutes):
         kind: oa.Kind = "chat" if action == "chat" else "completion"
         access: Access = scope.get(ACCESS_KEY, _NOWHERE)
         try:
+            if (coding := _header(scope, b"content-encoding")) is not None:
+                body = encoding.decode(body, coding, self.max_body)
             request = oa.parse(kind, body)
             access.model = request.model
             call, prompt, target = self._prepare(kind, request, scope)
