@@ -118,7 +118,7 @@ def test_compressed_requests_and_responses(
     client: triton.InferenceServerClient, algorithm: str, binary: bool
 ) -> None:
     """``request_compression_algorithm`` (the body, binary tensors and all, compressed:
-    ``rest/encoding.py``) and ``response_compression_algorithm``, as Triton serves them."""
+    ``protocol/compression.py``) and ``response_compression_algorithm``, as Triton serves them."""
     samples = SAMPLES if binary else JSON_SAMPLES
     sent = {"x": samples["FP32"], "y": samples["INT64"], "z": samples["BYTES"]}
     inputs = [_input(name, array, binary) for name, array in sent.items()]

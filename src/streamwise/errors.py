@@ -10,7 +10,7 @@ model is a model failure: 500 / INTERNAL with the model's message.
     ├── InvalidRequest              400  INVALID_ARGUMENT
     │   ├── InferenceError          400  INVALID_ARGUMENT  (raised by models and codecs)
     │   ├── PayloadTooLarge         413  RESOURCE_EXHAUSTED
-    │   └── UnsupportedMediaType    415  INVALID_ARGUMENT  (an unknown Content-Encoding)
+    │   └── UnsupportedMediaType    415  UNIMPLEMENTED     (an unknown Content-Encoding)
     ├── NotFound                    404  NOT_FOUND
     │   └── ModelNotFound           404  NOT_FOUND
     ├── Unauthenticated             401  UNAUTHENTICATED   (auth_token set, no/wrong token)
@@ -124,9 +124,11 @@ class PayloadTooLarge(InvalidRequest):
 
 
 class UnsupportedMediaType(InvalidRequest):
-    """A request body in a form not taken (an unknown ``Content-Encoding``)."""
+    """A request in a form not taken (an unknown ``Content-Encoding`` or
+    ``grpc-encoding``)."""
 
     http_status = 415
+    grpc_status = "UNIMPLEMENTED"
 
 
 class NotFound(StreamwiseError):

@@ -61,6 +61,15 @@ def main(url: str, scenario: str, *args: str) -> Any:
         tensor.set_data_from_numpy(np.array([[1, 2], [3, 4]], dtype=np.float32))
         result = client.infer("identity", [tensor], request_id="unary-1")
         return {"id": result.get_response().id, "x": result.as_numpy("x").tolist()}
+    if scenario == "compressed":  # args: the compression algorithms
+        out = {}
+        for algorithm in args:
+            tensor = grpcclient.InferInput("x", [50_000], "FP32")  # zeros: compressible
+            tensor.set_data_from_numpy(np.zeros(50_000, dtype=np.float32))
+            result = client.infer("identity", [tensor], compression_algorithm=algorithm)
+            x = result.as_numpy("x")
+            out[algorithm] = {"shape": list(x.shape), "all_zero": not x.any()}
+        return out
     if scenario == "metadata":
         return {
             "json": client.get_model_metadata(args[0], as_json=True),

@@ -249,6 +249,9 @@ class _Handler(Handler):
     def accept(self, stream: Any, headers: Any, release_stream: Any) -> None:
         if self.protocol is not None:
             self.protocol.touch()
+        for name, value in headers:
+            if name == "grpc-encoding":  # the call's compressed messages: grpc/codec.recv
+                stream.grpc_encoding = value
         released = False
 
         def release_once() -> None:

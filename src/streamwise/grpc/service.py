@@ -42,7 +42,7 @@ from ..runtime import Requests
 from ..runtime import Stream as ModelStream
 from ..runtime.dataplane import Call, DataPlane
 from ..types import InferenceRequest, Parameters
-from .codec import LimitedCodec
+from .codec import LimitedCodec, recv
 from .convert import parameters_to_proto, request_from_proto
 from .encode import (
     TRITON_FINAL,
@@ -237,17 +237,17 @@ class InferenceService:
     # -- health and metadata (no model call: answered on the asyncio side) --
     @_grpc_errors
     async def server_live(self, stream: Stream[Any, Any]) -> None:
-        await stream.recv_message()
+        await recv(stream)
         await stream.send_message(pb.ServerLiveResponse(live=True))
 
     @_grpc_errors
     async def server_ready(self, stream: Stream[Any, Any]) -> None:
-        await stream.recv_message()
+        await recv(stream)
         await stream.send_message(pb.ServerReadyResponse(ready=self.dataplane.ready()))
 
     @_grpc_errors
     async def model_ready(self, stream: Stream[Any, Any]) -> None:
-        msg = await stream.recv_message()
+        msg = await recv(stream)
         assert msg is not None
         _note(stream, msg.name)
         slot = self.dataplane.model_ready(msg.name, msg.version or None)
@@ -255,7 +255,7 @@ class InferenceService:
 
     @_grpc_errors
     async def server_metadata(self, stream: Stream[Any, Any]) -> None:
-        await stream.recv_message()
+        await recv(stream)
         meta = self.dataplane.server_metadata()
         await stream.send_message(
             pb.ServerMetadataResponse(
@@ -265,7 +265,7 @@ class InferenceService:
 
     @_grpc_errors
     async def model_metadata(self, stream: Stream[Any, Any]) -> None:
-        msg = await stream.recv_message()
+        msg = await recv(stream)
         assert msg is not None
         _note(stream, msg.name)
         meta = await self.aio.to_trio(self.dataplane.model_metadata, msg.name, msg.version or None)
@@ -290,7 +290,7 @@ class InferenceService:
     @_grpc_errors
     async def model_config(self, stream: Stream[Any, Any]) -> None:
         """Triton's ``ModelConfig`` (``protocol/model_config.py``)."""
-        msg = await stream.recv_message()
+        msg = await recv(stream)
         assert msg is not None
         _note(stream, msg.name)
         config = self.dataplane.model_config(msg.name, msg.version or None)
@@ -317,7 +317,7 @@ class InferenceService:
     # -- inference --
     @_grpc_errors
     async def model_infer(self, stream: Stream[Any, Any]) -> None:
-        msg = await stream.recv_message()
+        msg = await recv(stream)
         assert msg is not None
         _note(stream, msg.model_name, msg.id)
         reply, trailing = await self.aio.to_trio(self._infer, msg, stream)
@@ -341,7 +341,7 @@ class InferenceService:
 
     @_grpc_errors
     async def model_stream_infer(self, stream: Stream[Any, Any]) -> None:
-        first = await stream.recv_message()
+        first = await recv(stream)
         if first is None:
             return  # an empty request stream: nothing asked, nothing answered, status OK
         _note(stream, first.model_name, first.id)
@@ -382,7 +382,7 @@ class InferenceService:
         before the next is read: responses come in the order of the requests (Triton's
         order for a model that does not stream; any order is Triton's for one that does).
         A client wanting requests served at once opens a stream for each."""
-        while (msg := await self.aio.run(stream.recv_message)) is not None:
+        while (msg := await self.aio.run(recv, stream)) is not None:
             _note(stream, msg.model_name, msg.id)
             await self._triton_request(stream, msg)
 
@@ -455,7 +455,7 @@ class InferenceService:
         """On the asyncio loop: the stream's next request, checked, or None at its end."""
 
         async def more() -> InferenceRequest | None:
-            msg = await stream.recv_message()
+            msg = await recv(stream)
             if msg is None:
                 return None
             if (msg.model_name, msg.model_version) != (first.model_name, first.model_version):
@@ -477,7 +477,7 @@ def repository_mapping(
 
     @_grpc_errors
     async def index(stream: Stream[Any, Any]) -> None:
-        msg = await stream.recv_message()
+        msg = await recv(stream)
         assert msg is not None
         items = dataplane.repository_index(msg.ready or None)
         await stream.send_message(messages.RepositoryIndexResponse(models=[
@@ -489,7 +489,7 @@ def repository_mapping(
     def change(action: Callable[[str], Awaitable[None]], reply: Any) -> Any:
         @_grpc_errors
         async def handler(stream: Stream[Any, Any]) -> None:
-            msg = await stream.recv_message()
+            msg = await recv(stream)
             assert msg is not None
             _note(stream, msg.model_name)
             await aio.to_trio(action, msg.model_name)

@@ -7,7 +7,7 @@ four routes are answered here, straight on ASGI, through the same ``DataPlane`` 
 same error mapping (``rest/errors.answer_for``); every other path goes on to Quart.
 
 Per request: the body is read (bounded by ``max_request_body_bytes``; decompressed when
-its ``Content-Encoding`` says so, ``rest/encoding.py``), the bearer token checked, the
+its ``Content-Encoding`` says so, ``protocol/compression.py``), the bearer token checked, the
 request parsed and validated once (``DataPlane.prepare``), then either one JSON answer or
 a stream of server-sent events. A request with an
 ``Inference-Header-Content-Length`` header uses the binary tensor data extension
@@ -32,10 +32,9 @@ import trio
 
 from ..errors import InvalidRequest, StreamwiseError, Unauthenticated
 from ..logs import Access
-from ..protocol import auth, binary, generate, sse
+from ..protocol import auth, binary, compression, generate, sse
 from ..runtime.dataplane import Call, DataPlane
 from ..types import InferenceRequest, InferenceResponse
-from . import encoding
 from .errors import answer_for, describe_validation_error, error_body
 
 __all__ = ["ACCESS_KEY", "InferenceRoutes"]
@@ -147,7 +146,7 @@ class InferenceRoutes:
         flat: generate.FlatRequest | None = None
         try:
             if (coding := _header(scope, b"content-encoding")) is not None:
-                body = encoding.decode(body, coding, self.max_body)
+                body = compression.decode(body, coding, self.max_body)
             header_length = _header(scope, binary.HEADER)
             choice: binary.OutputChoice | None = None
             request: InferenceRequest | generate.FlatRequest

@@ -24,11 +24,10 @@ from pydantic_core import to_json
 
 from ..errors import ModelNotFound, StreamwiseError, Unauthenticated
 from ..logs import Access
-from ..protocol import auth
+from ..protocol import auth, compression
 from ..protocol import openai as oa
 from ..registry import ModelState
 from ..runtime.dataplane import Call, DataPlane
-from . import encoding
 from .errors import answer_for
 from .inference import (
     _NOWHERE,
@@ -123,7 +122,7 @@ class OpenAIRoutes(InferenceRoutes):
         access: Access = scope.get(ACCESS_KEY, _NOWHERE)
         try:
             if (coding := _header(scope, b"content-encoding")) is not None:
-                body = encoding.decode(body, coding, self.max_body)
+                body = compression.decode(body, coding, self.max_body)
             request = oa.parse(kind, body)
             access.model = request.model
             call, prompt, target = self._prepare(kind, request, scope)
