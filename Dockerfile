@@ -12,11 +12,19 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore
 
-# The package alone (no extras: no test or docs tools in the image).
+# The package, with the extras EXTRAS names (none by default; never test or docs tools):
+# the model-file runtimes (docs/runtimes.md), e.g.
+#   docker build --build-arg EXTRAS=sklearn,xgboost -t streamwise:sklearn .
+# LightGBM's wheel needs the system's OpenMP (libgomp1), which the slim image lacks.
+ARG EXTRAS=""
 WORKDIR /tmp/streamwise-build
 COPY pyproject.toml README.md LICENSE ./
 COPY src ./src
-RUN pip install . \
+RUN case ",${EXTRAS}," in *,lightgbm,*) \
+        apt-get update && apt-get install -y --no-install-recommends libgomp1 \
+        && rm -rf /var/lib/apt/lists/* ;; \
+    esac \
+    && pip install ".${EXTRAS:+[$EXTRAS]}" \
     && cd / && rm -rf /tmp/streamwise-build
 
 # A user of its own, by number, so that Kubernetes' runAsNonRoot can check it.

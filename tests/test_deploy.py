@@ -273,10 +273,34 @@ def test_the_dockerfile_instructions() -> None:
     assert expose.split() == [str(port) for port in ports]
     assert environment_of_image()["STREAMWISE_HOST"] == "0.0.0.0"
     assert image_argv() == ["streamwise", "serve", MODELS_DIR]
-    assert any(args.startswith("pip install . ") for args in instruction("RUN"))
+    [extras] = instruction("ARG")
+    assert extras == 'EXTRAS=""'  # none unless the build asks
+    [install] = [args for args in instruction("RUN") if "pip install" in args]
+    assert 'pip install ".${EXTRAS:+[$EXTRAS]}"' in install
     assert "/v2/health/ready" in " ".join(healthcheck_argv())
     ignored = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in ignored and "!src/" in ignored
+
+
+@pytest.mark.parametrize(
+    ("extras", "wanted", "openmp"),
+    [("", ".", False), ("sklearn,xgboost", ".[sklearn,xgboost]", False),
+     ("onnx,lightgbm", ".[onnx,lightgbm]", True)],
+)  # fmt: skip
+def test_the_install_line_with_extras(extras: str, wanted: str, openmp: bool) -> None:
+    """The image's install step, run by a POSIX shell (the image's /bin/sh is dash) with
+    ``apt-get`` and ``pip`` replaced by echo: the extras asked for, and OpenMP for
+    LightGBM only."""
+    [install] = [args for args in instruction("RUN") if "pip install" in args]
+    script = 'apt_get() { echo apt-get "$@"; }; pip() { echo pip "$@"; }; ' + install.replace(
+        "apt-get", "apt_get"
+    ).replace("rm -rf", "echo rm -rf").replace("cd /", "true")
+    done = subprocess.run(
+        ["sh", "-c", script], env={"EXTRAS": extras, "PATH": os.environ["PATH"]},
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert f"pip install {wanted}\n" in done.stdout
+    assert ("libgomp1" in done.stdout) == openmp
 
 
 def test_the_images_command_and_healthcheck_work(tmp_path: pathlib.Path) -> None:
