@@ -37,6 +37,8 @@ from typing import Any, Protocol
 
 import trio
 
+from .bench_plot import PlotError, check_matplotlib, compare, plot
+
 MODES = ("sse", "infer", "grpc-stream", "grpc-infer")
 STREAMING_MODES = ("sse", "grpc-stream")
 TOKEN_STREAM = "/v2/models/token-streamer/generate_stream"
@@ -814,12 +816,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         if args.plot:
-            from .bench_plot import check_matplotlib
-
             check_matplotlib()
         if args.compare:
-            from .bench_plot import compare
-
             return compare(args.compare, args.plot)
         if args.self_bench:
             return self_bench(args)
@@ -833,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
         results = asyncio.run(
             measure(target, levels_of(args), limits, args.server_pid, progress, args.seed)
         )
-    except BenchError as exc:
+    except (BenchError, PlotError) as exc:
         print(f"streamwise bench: {exc}", file=sys.stderr)
         return 2
     print(table(results, target.streaming))
@@ -843,8 +841,6 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(report, f, indent=2)
             f.write("\n")
     if args.plot:
-        from .bench_plot import plot
-
         plot([(args.model, report)], args.plot)
     return 0
 

@@ -8,17 +8,23 @@ import json
 import pathlib
 from typing import Any
 
-from .bench import BenchError
+__all__ = ["PlotError", "check_matplotlib", "compare", "plot"]
+
+
+class PlotError(Exception):
+    """A plot or comparison that cannot be made: one line, which ``streamwise bench``
+    prints as it does its own errors (``bench.BenchError``)."""
+
 
 MISSING = "--plot needs matplotlib: pip install 'streamwise[bench]' (or matplotlib)"
 
 
 def check_matplotlib() -> Any:
-    """matplotlib.pyplot on the Agg backend (no display), or a one-line BenchError."""
+    """matplotlib.pyplot on the Agg backend (no display), or a one-line PlotError."""
     try:
         matplotlib = importlib.import_module("matplotlib")
     except ImportError:
-        raise BenchError(MISSING) from None
+        raise PlotError(MISSING) from None
     matplotlib.use("Agg")
     return importlib.import_module("matplotlib.pyplot")
 
@@ -27,9 +33,9 @@ def _load(path: str) -> dict[str, Any]:
     try:
         report: dict[str, Any] = json.loads(pathlib.Path(path).read_text())
     except (OSError, ValueError) as exc:
-        raise BenchError(f"{path}: {exc}") from None
+        raise PlotError(f"{path}: {exc}") from None
     if not isinstance(report, dict) or "levels" not in report or "target" not in report:
-        raise BenchError(f"{path}: not a file of streamwise bench --json (of a run on a URL)")
+        raise PlotError(f"{path}: not a file of streamwise bench --json (of a run on a URL)")
     return report
 
 
@@ -95,7 +101,7 @@ def _cell(level: dict[str, Any], figure: str) -> float | None:
 def compare(paths: list[str], plot_path: str | None) -> int:
     """The figures of each level the files share, side by side; ratios to the first."""
     if len(paths) < 2:
-        raise BenchError("--compare needs two files or more")
+        raise PlotError("--compare needs two files or more")
     reports = [(pathlib.Path(path).stem, _load(path)) for path in paths]
     streaming = any(report["target"].get("streaming") for _, report in reports)
     figures = ["req/s", "resp/s"]

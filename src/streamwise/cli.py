@@ -4,19 +4,17 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import pathlib
-import signal
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from functools import partial
-from typing import Protocol, TypeVar
 
 import trio
 
 from . import logs
-from .errors import ConfigError
+from .errors import ConfigError, find_error
 from .settings import load_settings
+from .signals import until_signalled
 
 DEMO_REPOSITORY = pathlib.Path(__file__).parent / "demo"
 
@@ -95,52 +93,6 @@ def _workers(value: str) -> int | str:
         raise argparse.ArgumentTypeError(f"{value!r}: a number of workers, or auto") from None
 
 
-class Running(Protocol):
-    """What a server started by :func:`until_signalled` returns: a one-process server's
-    ``ServerInfo``, or the supervisor's ``SupervisorInfo``."""
-
-    @property
-    def shutting_down(self) -> bool: ...
-
-    def shutdown(self) -> None: ...
-
-
-R = TypeVar("R", bound=Running)
-
-
-async def until_signalled(
-    run: Callable[..., Awaitable[None]],
-    grace: float,
-    started: Callable[[R], Awaitable[None]] | None = None,
-) -> None:
-    """``nursery.start(run)``, then ``started(info)`` beside it; the first SIGINT/SIGTERM
-    drains (``info.shutdown()``), a second stops at once. Returns once ``run`` has."""
-    log = logging.getLogger("streamwise")
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-
-            async def run_server(*, task_status: trio.TaskStatus[R]) -> None:
-                await run(task_status=task_status)
-                nursery.cancel_scope.cancel()  # drained: stop listening for signals
-
-            info: R = await nursery.start(run_server)
-            if started is not None:
-                nursery.start_soon(started, info)
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if info.shutting_down:
-                    log.warning("%s again: stopping now", name)
-                    info.shutdown()  # workers: passed on, each stops at once
-                    nursery.cancel_scope.cancel()
-                    break
-                log.info(
-                    "%s: shutting down (up to %g s for calls in flight; again to stop now)",
-                    name,
-                    grace,
-                )
-                info.shutdown()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["bench"]:
@@ -177,21 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         trio.run(until_signalled, run, settings.graceful_timeout)
     except BaseException as exc:
-        config_error = _find(exc, ConfigError)
+        config_error = find_error(exc, ConfigError)
         if config_error is None:
             raise
         print(f"streamwise: {config_error}", file=sys.stderr)
         return 2
     return 0
-
-
-def _find(exc: BaseException, kind: type[ConfigError]) -> ConfigError | None:
-    """The first ``kind`` in ``exc``, looking inside exception groups."""
-    if isinstance(exc, kind):
-        return exc
-    if isinstance(exc, BaseExceptionGroup):
-        for inner in exc.exceptions:
-            found = _find(inner, kind)
-            if found is not None:
-                return found
-    return None

@@ -30,7 +30,7 @@ gRPC codes are names (``"NOT_FOUND"``) so that the core imports no gRPC library.
 from __future__ import annotations
 
 import errno
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "StreamwiseError",
@@ -40,6 +40,7 @@ __all__ = [
     "InferenceError",
     "PayloadTooLarge",
     "UnsupportedMediaType",
+    "find_error",
     "NotFound",
     "ModelNotFound",
     "ModelNotReady",
@@ -221,3 +222,19 @@ class ModelFailed(StreamwiseError):
 
 class ModelLoadError(StreamwiseError):
     """A model's ``load()`` raised or returned False."""
+
+
+E = TypeVar("E", bound=BaseException)
+
+
+def find_error(exc: BaseException, kind: type[E]) -> E | None:
+    """The first ``kind`` in ``exc``, looking inside exception groups (a startup error
+    raised in a nursery reaches ``trio.run``'s caller inside one)."""
+    if isinstance(exc, kind):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = find_error(inner, kind)
+            if found is not None:
+                return found
+    return None

@@ -55,9 +55,10 @@ import trio
 
 from . import logs
 from . import server as _server
-from .errors import ConfigError, PortInUse, StreamwiseError
+from .errors import ConfigError, PortInUse, StreamwiseError, find_error
 from .runtime.dataplane import DataPlane, RepositoryOp
 from .settings import Settings, find_model_settings
+from .signals import until_signalled
 
 __all__ = ["worker_count", "supervise", "SupervisorInfo", "worker_main"]
 
@@ -563,8 +564,6 @@ async def _worker(fd: int) -> None:
             log.warning("the supervisor is gone: shutting down")
             info.shutdown()
 
-    from .cli import until_signalled
-
     await until_signalled(run, settings.graceful_timeout, started)
 
 
@@ -574,9 +573,7 @@ def worker_main() -> None:
     try:
         trio.run(_worker, int(sys.argv[1]))
     except BaseException as exc:
-        from .cli import _find
-
-        config_error = _find(exc, ConfigError)
+        config_error = find_error(exc, ConfigError)
         if config_error is None:
             raise
         print(f"streamwise: {config_error}", file=sys.stderr)
