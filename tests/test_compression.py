@@ -217,5 +217,7 @@ def test_gzip_members_are_concatenated_and_unknowns_named() -> None:
     assert compression.decode(gzip.compress(b"ab") + gzip.compress(b"cd"), "gzip", 10) == b"abcd"
     with pytest.raises(UnsupportedMediaType, match="'compress'"):
         compression.decode(b"x", "compress", 10)
+    with pytest.raises(UnsupportedMediaType, match="^grpc-encoding 'snappy' is not supported"):
+        compression.decode(b"x", "snappy", 10, compression.MESSAGE)
     with pytest.raises(InvalidRequest, match="not valid deflate"):
         compression.decode(zlib.compress(b"ab") + b"tail", "deflate", 10)

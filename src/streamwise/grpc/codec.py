@@ -76,7 +76,7 @@ async def recv(stream: Stream[Any, Any]) -> Any:
         coding = getattr(h2_stream, "grpc_encoding", "identity")  # grpc/http2._Handler
         if coding == "identity":
             raise InvalidRequest("a message marked compressed, and no grpc-encoding")
-        data = compression.decode(data, coding, codec.limit, compression.MESSAGE_LIMIT)
+        data = compression.decode(data, coding, codec.limit, compression.MESSAGE)
     message = codec.decode(data, stream._recv_type)
     (message,) = await stream._dispatch.recv_message(message)
     stream._messages_received += 1

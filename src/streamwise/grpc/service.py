@@ -125,6 +125,16 @@ def _logged(rpc: str, fn: Callable[..., Awaitable[None]]) -> Callable[..., Await
     return handler
 
 
+async def _model_request(stream: Stream[Any, Any]) -> Any:
+    """A unary call's request that names a model (``name``, ``version``), noted for its
+    access line."""
+    msg = await recv(stream)
+    if msg is None:
+        raise InvalidRequest("the call ended without its request message")
+    _note(stream, msg.name)
+    return msg
+
+
 def _note(stream: Stream[Any, Any], model: str, request_id: str | None = None) -> None:
     """The model (and request id) of a call, for its access line."""
     access = _ACCESS.get(stream)
@@ -247,9 +257,7 @@ class InferenceService:
 
     @_grpc_errors
     async def model_ready(self, stream: Stream[Any, Any]) -> None:
-        msg = await recv(stream)
-        assert msg is not None
-        _note(stream, msg.name)
+        msg = await _model_request(stream)
         slot = self.dataplane.model_ready(msg.name, msg.version or None)
         await stream.send_message(pb.ModelReadyResponse(ready=slot.state is ModelState.READY))
 
@@ -265,9 +273,7 @@ class InferenceService:
 
     @_grpc_errors
     async def model_metadata(self, stream: Stream[Any, Any]) -> None:
-        msg = await recv(stream)
-        assert msg is not None
-        _note(stream, msg.name)
+        msg = await _model_request(stream)
         meta = await self.aio.to_trio(self.dataplane.model_metadata, msg.name, msg.version or None)
 
         def tensor(t: Any) -> pb.ModelMetadataResponseTensorMetadata:
@@ -290,9 +296,7 @@ class InferenceService:
     @_grpc_errors
     async def model_config(self, stream: Stream[Any, Any]) -> None:
         """Triton's ``ModelConfig`` (``protocol/model_config.py``)."""
-        msg = await recv(stream)
-        assert msg is not None
-        _note(stream, msg.name)
+        msg = await _model_request(stream)
         config = self.dataplane.model_config(msg.name, msg.version or None)
 
         def tensors(items: list[dict[str, Any]], kind: Any) -> list[Any]:

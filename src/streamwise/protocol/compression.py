@@ -19,10 +19,11 @@ without compression pays one header look-up (REST) or nothing (gRPC: its message
 from __future__ import annotations
 
 import zlib
+from dataclasses import dataclass
 
 from ..errors import InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
-__all__ = ["CODINGS", "decode", "BODY_LIMIT", "MESSAGE_LIMIT"]
+__all__ = ["CODINGS", "BODY", "MESSAGE", "Compressed", "decode"]
 
 _GZIP = 16 + zlib.MAX_WBITS
 _ZLIB = zlib.MAX_WBITS
@@ -34,38 +35,44 @@ to do). ``deflate`` is the zlib format (RFC 9110 8.4.1.2); a raw deflate stream,
 clients send under that name, is taken too."""
 
 
-BODY_LIMIT = "max_request_body_bytes"
-MESSAGE_LIMIT = "grpc_max_message_length"
+@dataclass(frozen=True, slots=True)
+class Compressed:
+    """What is decompressed, as its errors name it."""
+
+    header: str
+    what: str
+    setting: str
 
 
-def decode(body: bytes, content_encoding: str, limit: int, setting: str = BODY_LIMIT) -> bytes:
-    """``body`` as it was before the codings ``content_encoding`` lists (applied in that
-    order, so undone in the reverse), at most ``limit`` bytes (the ``setting`` that says
-    so is named in the error)."""
-    codings = [c.strip().lower() for c in content_encoding.split(",")]
-    for coding in reversed(codings):
+BODY = Compressed("Content-Encoding", "request body", "max_request_body_bytes")
+MESSAGE = Compressed("grpc-encoding", "request message", "grpc_max_message_length")
+
+
+def decode(body: bytes, codings: str, limit: int, kind: Compressed = BODY) -> bytes:
+    """``body`` as it was before the ``codings`` (its header's value, applied in that
+    order, so undone in the reverse), at most ``limit`` bytes (``kind.setting``)."""
+    for coding in reversed([c.strip().lower() for c in codings.split(",")]):
         if coding in ("identity", ""):
             continue
         wbits = CODINGS.get(coding)
         if wbits is None:
             taken = ", ".join([*CODINGS, "identity"])
             raise UnsupportedMediaType(
-                f"Content-Encoding {coding!r} is not supported (taken: {taken})"
+                f"{kind.header} {coding!r} is not supported (taken: {taken})"
             )
         try:
-            body = _inflate(body, wbits, limit, setting)
+            body = _inflate(body, wbits, limit, kind)
         except zlib.error as exc:
-            what = "request body" if setting == BODY_LIMIT else "request message"
-            if wbits != _ZLIB:
-                raise InvalidRequest(f"{what} is not valid {coding} data: {exc}") from None
             try:
-                body = _inflate(body, _RAW, limit, setting)
+                if wbits != _ZLIB:
+                    raise
+                body = _inflate(body, _RAW, limit, kind)  # "deflate" sent raw
             except zlib.error:
-                raise InvalidRequest(f"{what} is not valid {coding} data: {exc}") from None
+                raise InvalidRequest(f"{kind.what} is not valid {coding} data: {exc}") from None
     return body
 
 
-def _inflate(data: bytes, wbits: int, limit: int, setting: str) -> bytes:
+def _inflate(data: bytes, wbits: int, limit: int, kind: Compressed) -> bytes:
     """One coding undone; a gzip body of several members (RFC 1952 2.2) is their
     concatenation."""
     parts: list[bytes] = []
@@ -75,9 +82,8 @@ def _inflate(data: bytes, wbits: int, limit: int, setting: str) -> bytes:
         part = inflater.decompress(data, limit - size + 1)
         size += len(part)
         if size > limit:
-            what = "request body" if setting == BODY_LIMIT else "request message"
             raise PayloadTooLarge(
-                f"{what} too large once decompressed (over {limit} bytes: {setting})"
+                f"{kind.what} too large once decompressed (over {limit} bytes: {kind.setting})"
             )
         if not inflater.eof:
             raise zlib.error("the compressed data end early")
