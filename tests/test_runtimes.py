@@ -501,3 +501,55 @@ def test_mlservers_runtime_names_are_ours(tmp_path: pathlib.Path) -> None:
     ]:
         settings = ModelSettings.model_validate({"name": "m", "implementation": implementation})
         assert import_implementation(settings) is cls
+
+
+def test_runtimes_loading_at_once_do_not_deadlock_in_pythons_import_locks(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two models loading at once, each importing a package whose ``__init__`` imports the
+    other's: Python's per-module import locks raise ``_DeadlockError`` in one thread (as
+    lightgbm and scikit-learn did when a repository's models loaded at once); the runtimes
+    import one at a time, and both models load."""
+    import sys
+
+    import trio
+
+    from streamwise.runtimes._files import FileModel
+
+    packages = {"sw_cycle_a": "sw_cycle_b.mod", "sw_cycle_b": "sw_cycle_a.mod"}
+    for package, other in packages.items():
+        (tmp_path / package).mkdir()
+        (tmp_path / package / "mod.py").write_text("")
+        # each thread holds its module's lock, then its package's, then wants the other's
+        (tmp_path / package / "__init__.py").write_text(
+            f"import time\ntime.sleep(0.5)\nimport {other}\n"
+        )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "model.bin").write_bytes(b"")
+
+    def runtime(module: str) -> type[FileModel]:
+        class Cyclic(FileModel):
+            library = (module,)
+            package = extra = module
+            format = "nothing"
+
+            def _load_file(self, path: pathlib.Path, *modules: Any) -> None:
+                pass
+
+        return Cyclic
+
+    models = [
+        runtime(f"{package}.mod")(settings_in(tmp_path, uri="model.bin")) for package in packages
+    ]
+
+    async def load_both() -> None:
+        async with trio.open_nursery() as nursery:
+            for model in models:
+                nursery.start_soon(model.load)
+
+    try:
+        trio.run(load_both)
+    finally:
+        for name in [*packages, *packages.values()]:
+            sys.modules.pop(name, None)
+    assert [model.path for model in models] == [tmp_path / "model.bin"] * 2

@@ -9,14 +9,22 @@ runtime is a trio model whose ``load`` and ``predict`` hand the work to
 (and the cancel scope) of its request. A cancelled call (timeout, client gone, drain)
 waits for the thread's computation to end: a thread cannot be interrupted, and an
 abandoned one would compute for nobody with the model unloaded under it.
+
+Models load at once, each in its thread, but their imports do not: Python's per-module
+import locks raise ``_DeadlockError`` in one of two threads whose imports cross (lightgbm
+importing parts of scikit-learn while a scikit-learn pickle loads in another thread did,
+in CI). So a runtime imports its library, and unpickles (which imports the classes a
+pickle names), holding one process-wide lock; reading other formats runs in parallel.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import os
 import pathlib
+import threading
 import urllib.parse
 from collections.abc import Sequence
 from types import ModuleType
@@ -35,6 +43,9 @@ from ..types import (
 )
 
 __all__ = ["FileModel", "model_path", "tensor"]
+
+_IMPORTING = threading.Lock()
+"""Held while a runtime imports modules (see the module's docstring)."""
 
 
 def model_path(settings: Any, wellknown: Sequence[str] = ()) -> pathlib.Path:
@@ -93,6 +104,9 @@ class FileModel(MLModel):
     wellknown: ClassVar[tuple[str, ...]] = ()
     runtime: ClassVar[str] = ""
     """The class's name in messages (MLServer's: SKLearnModel...)."""
+    unpickles: ClassVar[bool] = False
+    """Loading the file imports modules (a pickle imports the classes it names): it holds
+    the import lock too."""
 
     _bad_input: tuple[type[BaseException], ...] = ()
     """What the library raises for input it cannot take (wrong feature count...): 400."""
@@ -138,9 +152,11 @@ class FileModel(MLModel):
         return modules
 
     def _load_in_thread(self, path: pathlib.Path) -> None:
-        modules = self._import(path)
+        with _IMPORTING:
+            modules = self._import(path)
         try:
-            self._load_file(path, *modules)
+            with _IMPORTING if self.unpickles else contextlib.nullcontext():
+                self._load_file(path, *modules)
         except Exception as exc:
             try:
                 version = f" {importlib.metadata.version(self.package)}"

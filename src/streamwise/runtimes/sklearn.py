@@ -37,6 +37,7 @@ class SKLearnModel(FileModel):
     format = "a scikit-learn model (joblib / pickle)"
     wellknown = ("model.joblib", "model.pickle", "model.pkl")
     runtime = "SKLearnModel"
+    unpickles = True
 
     def _load_file(self, path: pathlib.Path, *modules: ModuleType) -> None:
         joblib, _ = modules
