@@ -290,6 +290,38 @@ async def test_idle_keep_alive_connections_are_closed(start_server: StartServer)
             assert received.startswith(b"HTTP/1.1 200") if first else received == b""
 
 
+async def test_a_request_longer_than_the_keep_alive_timeout_keeps_its_connection(
+    start_server: StartServer,
+) -> None:
+    """The idle timer runs only while the connection is idle: a stream that takes three
+    keep-alive timeouts is answered whole, the connection then serves another request,
+    and is closed once idle for the timeout."""
+    info = await start_server(DEMO, keep_alive_timeout_s=0.3)
+    body = (
+        b'{"inputs": [{"name": "n", "datatype": "INT64", "shape": [1], "data": [6]},'
+        b' {"name": "delay_s", "datatype": "FP64", "shape": [1], "data": [0.15]}]}'
+    )
+    stream = await trio.open_tcp_stream("127.0.0.1", info.http_port)
+    async with stream:
+        await stream.send_all(
+            b"POST /v2/models/token-streamer/generate_stream HTTP/1.1\r\nHost: x\r\n"
+            b"Content-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        received = b""
+        with trio.fail_after(10):
+            while not received.endswith(b"0\r\n\r\n"):  # the chunked body's end
+                data = await stream.receive_some()
+                assert data, received  # not closed under the stream
+                received += data
+        assert received.startswith(b"HTTP/1.1 200") and received.count(b"data: ") == 6
+        await stream.send_all(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        with trio.fail_after(5):
+            assert (await _read_response(stream)).startswith(b"HTTP/1.1 200")
+            assert await stream.receive_some() == b""  # then idle: closed
+
+
 def _listening_sockets_on(port: int) -> int:
     count = 0
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
