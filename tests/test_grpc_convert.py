@@ -11,16 +11,19 @@ from hypothesis import strategies as st
 
 from streamwise._proto import inference as pb
 from streamwise.errors import InvalidRequest
+from streamwise.grpc import decode
 from streamwise.grpc.convert import (
+    parameters_to_proto,
     parse_message,
     request_from_proto,
     request_to_proto,
     response_from_proto,
     response_to_proto,
 )
+from streamwise.grpc.decode import decode_request
 from streamwise.grpc.encode import encode_response
 from streamwise.protocol.validation import INT_RANGES, element_count
-from streamwise.types import InferenceRequest, InferenceResponse
+from streamwise.types import InferenceRequest, InferenceResponse, Parameters
 
 DATATYPES = ["BOOL", *INT_RANGES, "FP16", "FP32", "FP64", "BYTES"]
 FLOAT_WIDTH = {"FP16": 16, "FP32": 32, "FP64": 64}
@@ -329,3 +332,59 @@ def test_the_fast_encoder_writes_what_response_to_proto_means(
     assert pb.ModelInferResponse.parse(fast) == reference
     official = load_stubs()[0].ModelInferResponse  # the protobuf runtime reads them alike
     assert official.FromString(fast) == official.FromString(bytes(reference))
+
+
+# -- the request reader (grpc/decode.py): what parse_message reads, for any bytes ---------------
+def _parse_both(data: bytes) -> tuple[object, object]:
+    """(decode_request's answer, parse_message's): a message, or the error's text."""
+    answers = []
+    for parse in (decode_request, lambda d: parse_message(d, pb.ModelInferRequest)):
+        try:
+            answers.append(parse(data))
+        except InvalidRequest as exc:
+            answers.append(f"InvalidRequest: {exc}")
+    return answers[0], answers[1]
+
+
+@given(requests(), st.booleans(), parameters(), parameters())
+def test_the_request_reader_reads_what_betterproto2_reads(
+    request: InferenceRequest,
+    raw: bool,
+    params: dict[str, object] | None,
+    out_params: dict[str, object] | None,
+) -> None:
+    message = request_to_proto(request, "model", raw=raw)
+    message.model_version = "v2"
+    message.parameters = parameters_to_proto(Parameters.model_validate(params) if params else None)
+    message.outputs = [
+        pb.ModelInferRequestInferRequestedOutputTensor(
+            name="out",
+            parameters=parameters_to_proto(
+                Parameters.model_validate(out_params) if out_params else None
+            ),
+        )
+    ]
+    wire = bytes(message)
+    # read by the reader itself (not handed on to betterproto2), and alike
+    assert decode._request(wire) == parse_message(wire, pb.ModelInferRequest)
+
+
+@given(_WIRE | st.binary(max_size=64))
+def test_the_request_reader_answers_any_bytes_as_parse_message_does(data: bytes) -> None:
+    fast, reference = _parse_both(data)
+    assert fast == reference
+
+
+@given(requests(), st.data())
+def test_the_request_reader_on_damaged_requests_answers_as_parse_message_does(
+    request: InferenceRequest, data: st.DataObject
+) -> None:
+    """A real request with a byte changed, or cut short: read alike, or refused alike."""
+    wire = bytearray(bytes(request_to_proto(request, "model")))
+    at = data.draw(st.integers(0, len(wire) - 1))
+    if data.draw(st.booleans()):
+        wire[at] = data.draw(st.integers(0, 255))
+    else:
+        del wire[at:]
+    fast, reference = _parse_both(bytes(wire))
+    assert fast == reference

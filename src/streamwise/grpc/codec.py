@@ -10,9 +10,11 @@ from typing import Any
 from grpclib.encoding.proto import ProtoCodec
 from grpclib.server import Stream
 
+from .._proto import inference as pb
 from ..errors import InvalidRequest, PayloadTooLarge
 from ..protocol import compression
 from .convert import parse_message
+from .decode import decode_request
 
 __all__ = ["LimitedCodec", "recv"]
 
@@ -43,6 +45,8 @@ class LimitedCodec(ProtoCodec):
     def decode(self, data: bytes, message_type: Any) -> Any:
         if (problem := self._over(len(data), "request message")) is not None:
             raise PayloadTooLarge(problem)
+        if message_type is pb.ModelInferRequest:  # every inference call's: read directly
+            return decode_request(data)
         return parse_message(data, message_type)
 
     def encode(self, message: Any, message_type: Any) -> bytes:
