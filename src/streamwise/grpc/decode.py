@@ -18,6 +18,7 @@ So for any bytes, :func:`decode_request` answers what ``parse_message`` answers
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 from typing import Any
 
 from .._proto import inference as pb
@@ -74,6 +75,17 @@ def _span(data: bytes, pos: int, end: int) -> tuple[int, int]:
     return start, stop
 
 
+def _delimited(data: bytes, pos: int, end: int) -> Iterator[tuple[int, int, int]]:
+    """The fields of a message all of whose fields are length-delimited (strings, bytes,
+    messages, maps, packed scalars): (number, start, stop) of each payload."""
+    while pos < end:
+        key, pos = _varint(data, pos)
+        if key & 7 != 2:
+            raise _Irregular
+        start, pos = _span(data, pos, end)
+        yield key >> 3, start, pos
+
+
 def _varints(data: bytes, pos: int, end: int) -> list[int]:
     """A packed repeated varint field's values, unsigned."""
     out = []
@@ -93,32 +105,26 @@ def _fixed(data: bytes, pos: int, end: int, width: int, code: str) -> list[float
 
 
 def _request(data: bytes) -> pb.ModelInferRequest:
-    pos, end = 0, len(data)
     name = version = request_id = ""
     parameters: dict[str, pb.InferParameter] = {}
     inputs: list[pb.ModelInferRequestInferInputTensor] = []
     outputs: list[pb.ModelInferRequestInferRequestedOutputTensor] = []
     raw: list[bytes] = []
-    while pos < end:
-        key, pos = _varint(data, pos)
-        if key & 7 != 2:  # every field of this message is length-delimited
-            raise _Irregular
-        start, pos = _span(data, pos, end)
-        number = key >> 3
+    for number, start, stop in _delimited(data, 0, len(data)):
         if number == 1:
-            name = data[start:pos].decode()
+            name = data[start:stop].decode()
         elif number == 2:
-            version = data[start:pos].decode()
+            version = data[start:stop].decode()
         elif number == 3:
-            request_id = data[start:pos].decode()
+            request_id = data[start:stop].decode()
         elif number == 4:
-            _entry(data, start, pos, parameters)
+            _entry(data, start, stop, parameters)
         elif number == 5:
-            inputs.append(_input(data, start, pos))
+            inputs.append(_input(data, start, stop))
         elif number == 6:
-            outputs.append(_output(data, start, pos))
+            outputs.append(_output(data, start, stop))
         elif number == 7:
-            raw.append(data[start:pos])
+            raw.append(data[start:stop])
         else:
             raise _Irregular
     return pb.ModelInferRequest(
@@ -137,22 +143,17 @@ def _input(data: bytes, pos: int, end: int) -> pb.ModelInferRequestInferInputTen
     shape: list[int] | None = None
     parameters: dict[str, pb.InferParameter] = {}
     contents: pb.InferTensorContents | None = None
-    while pos < end:
-        key, pos = _varint(data, pos)
-        if key & 7 != 2:
-            raise _Irregular
-        start, pos = _span(data, pos, end)
-        number = key >> 3
+    for number, start, stop in _delimited(data, pos, end):
         if number == 1:
-            name = data[start:pos].decode()
+            name = data[start:stop].decode()
         elif number == 2:
-            datatype = data[start:pos].decode()
+            datatype = data[start:stop].decode()
         elif number == 3 and shape is None:
-            shape = [_signed(v) for v in _varints(data, start, pos)]
+            shape = [_signed(v) for v in _varints(data, start, stop)]
         elif number == 4:
-            _entry(data, start, pos, parameters)
+            _entry(data, start, stop, parameters)
         elif number == 5 and contents is None:
-            contents = _contents(data, start, pos)
+            contents = _contents(data, start, stop)
         else:
             raise _Irregular
     return pb.ModelInferRequestInferInputTensor(
@@ -163,16 +164,11 @@ def _input(data: bytes, pos: int, end: int) -> pb.ModelInferRequestInferInputTen
 def _output(data: bytes, pos: int, end: int) -> pb.ModelInferRequestInferRequestedOutputTensor:
     name = ""
     parameters: dict[str, pb.InferParameter] = {}
-    while pos < end:
-        key, pos = _varint(data, pos)
-        if key & 7 != 2:
-            raise _Irregular
-        start, pos = _span(data, pos, end)
-        number = key >> 3
+    for number, start, stop in _delimited(data, pos, end):
         if number == 1:
-            name = data[start:pos].decode()
+            name = data[start:stop].decode()
         elif number == 2:
-            _entry(data, start, pos, parameters)
+            _entry(data, start, stop, parameters)
         else:
             raise _Irregular
     return pb.ModelInferRequestInferRequestedOutputTensor(name=name, parameters=parameters)
@@ -187,30 +183,26 @@ def _int32(value: int) -> int:
 def _contents(data: bytes, pos: int, end: int) -> pb.InferTensorContents:
     fields: dict[str, list[Any]] = {}
     strings: list[bytes] = []
-    while pos < end:
-        key, pos = _varint(data, pos)
-        if key & 7 != 2:  # repeated scalars come packed, bytes as themselves
-            raise _Irregular
-        start, pos = _span(data, pos, end)
-        number = key >> 3
+    # repeated scalars come packed, bytes each as itself: all length-delimited
+    for number, start, stop in _delimited(data, pos, end):
         values: list[Any]
         if number == 8:
-            strings.append(data[start:pos])
+            strings.append(data[start:stop])
             continue
         if number == 6:
-            field, values = "fp32_contents", _fixed(data, start, pos, 4, "f")
+            field, values = "fp32_contents", _fixed(data, start, stop, 4, "f")
         elif number == 7:
-            field, values = "fp64_contents", _fixed(data, start, pos, 8, "d")
+            field, values = "fp64_contents", _fixed(data, start, stop, 8, "d")
         elif number == 1:
-            field, values = "bool_contents", [v != 0 for v in _varints(data, start, pos)]
+            field, values = "bool_contents", [v != 0 for v in _varints(data, start, stop)]
         elif number == 2:
-            field, values = "int_contents", [_int32(v) for v in _varints(data, start, pos)]
+            field, values = "int_contents", [_int32(v) for v in _varints(data, start, stop)]
         elif number == 3:
-            field, values = "int64_contents", [_signed(v) for v in _varints(data, start, pos)]
+            field, values = "int64_contents", [_signed(v) for v in _varints(data, start, stop)]
         elif number == 4:
-            field, values = "uint_contents", [v & 0xFFFFFFFF for v in _varints(data, start, pos)]
+            field, values = "uint_contents", [v & 0xFFFFFFFF for v in _varints(data, start, stop)]
         elif number == 5:
-            field, values = "uint64_contents", _varints(data, start, pos)
+            field, values = "uint64_contents", _varints(data, start, stop)
         else:
             raise _Irregular
         if field in fields:  # a packed field in two pieces
