@@ -148,10 +148,17 @@ def bad(**fields: object) -> pb.ModelInferRequest:
     ("msg", "match"),
     [
         (bad(datatype="FP33"), "unknown datatype 'FP33'"),
-        (bad(raw=[b"\0" * 7]), "needs 8 bytes, raw data has 7"),
+        (bad(raw=[b"\0" * 7]), "raw_input_contents length 7 is not a multiple of the FP32 "),
+        (
+            bad(raw=[b"\0" * 12]),
+            r"shape \[2\] needs 2 FP32 elements \(4 bytes each\), raw contents has 3",
+        ),
         (bad(raw=[b"\0" * 8], contents=pb.InferTensorContents(fp32_contents=[1, 2])), "both raw"),
         (bad(raw=[b"\0" * 8, b""]), "2 raw_input_contents for 1 inputs"),
-        (bad(datatype="BYTES", shape=[1], raw=[b"\5\0\0\0ab"]), "runs past its buffer"),
+        (
+            bad(datatype="BYTES", shape=[1], raw=[b"\5\0\0\0ab"]),
+            "runs past the end of its raw contents",
+        ),
         (bad(datatype="FP16", contents=pb.InferTensorContents(fp32_contents=[1, 2])), "as raw"),
     ],
 )
@@ -247,7 +254,7 @@ def test_parse_message_accepts_what_request_to_proto_writes(
 def test_hostile_shapes_and_names_give_short_messages_and_a_bounded_count(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import streamwise.grpc.convert as convert
+    import streamwise.protocol.binary as binary  # gRPC's raw contents are read there
 
     counted: list[int] = []
 
@@ -255,10 +262,10 @@ def test_hostile_shapes_and_names_give_short_messages_and_a_bounded_count(
         counted.append(len(shape))
         return element_count(shape)
 
-    monkeypatch.setattr(convert, "element_count", spy)
+    monkeypatch.setattr(binary, "element_count", spy)
     long = "é" * 100_000
     cases = [
-        (bad(name=long, raw=[b"\0" * 7]), "needs 8 bytes"),
+        (bad(name=long, raw=[b"\0" * 7]), "is not a multiple"),
         (bad(shape=[2**62] * 50_000, raw=[b"\0" * 4]), "needs more than"),  # was 7 s
         (bad(datatype=long), "unknown datatype"),
         (bad(name=long, datatype="BYTES", shape=[1], raw=[b"\5\0\0\0ab"]), "runs past"),

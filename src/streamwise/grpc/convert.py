@@ -32,7 +32,7 @@ from ..codecs.lists import flatten
 from ..codecs.numpy import to_dtype
 from ..errors import InvalidRequest
 from ..protocol import binary
-from ..protocol.validation import MAX_ELEMENTS, element_count, show
+from ..protocol.validation import show
 from ..types import InferenceRequest, InferenceResponse, Parameters
 
 __all__ = [
@@ -224,39 +224,6 @@ def parameters_to_proto(params: Parameters | None) -> dict[str, pb.InferParamete
 
 
 # -- tensors ---------------------------------------------------------------------------
-def _raw_to_data(raw: bytes, datatype: str, shape: list[int], name: str) -> list[Any]:
-    if datatype == "BF16":  # numpy has no bfloat16: the binary extension's reading of it
-        return binary.tensor_from_bytes(raw, datatype, shape, name)
-    count = element_count(shape)  # beyond int64: more than any buffer holds
-    if datatype == "BYTES":
-        items, offset = [], 0
-        while offset < len(raw):
-            if offset + 4 > len(raw):
-                raise InvalidRequest(f"input {show(name)}: truncated BYTES element length")
-            (size,) = _LENGTH.unpack_from(raw, offset)
-            offset += 4
-            if offset + size > len(raw):
-                raise InvalidRequest(f"input {show(name)}: BYTES element runs past its buffer")
-            items.append(raw[offset : offset + size])
-            offset += size
-        if len(items) != count:
-            needs = f"more than {MAX_ELEMENTS}" if count > MAX_ELEMENTS else str(count)
-            raise InvalidRequest(
-                f"input {show(name)}: shape {show(shape)} needs {needs} elements, "
-                f"raw data has {len(items)}"
-            )
-        return items
-    dtype = to_dtype(datatype).newbyteorder("<")
-    if len(raw) != count * dtype.itemsize:
-        size = count * dtype.itemsize
-        needs = f"more than {size - dtype.itemsize}" if count > MAX_ELEMENTS else str(size)
-        raise InvalidRequest(
-            f"input {show(name)}: shape {show(shape)} of {datatype} needs {needs} bytes, "
-            f"raw data has {len(raw)}"
-        )
-    return np.frombuffer(raw, dtype=dtype).tolist()  # type: ignore[no-any-return]
-
-
 def data_to_raw(data: Any, datatype: str) -> bytes:
     flat = flatten(data)
     if datatype == "BYTES":
@@ -291,7 +258,14 @@ def _tensor_from_proto(tensor: Any, raw: bytes | None) -> dict[str, Any]:
     """An input or output tensor message as V2 fields; ``raw`` is its raw buffer, if any."""
     shape = list(tensor.shape)
     if raw is not None:
-        data = _raw_to_data(raw, tensor.datatype, shape, tensor.name)
+        data = binary.tensor_from_bytes(
+            raw,
+            tensor.datatype,
+            shape,
+            tensor.name,
+            source="raw contents",
+            size_name="raw_input_contents length",
+        )
     else:
         data = _typed_data(tensor.contents, tensor.datatype, tensor.name)
     return {

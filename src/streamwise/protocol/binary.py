@@ -74,9 +74,19 @@ _DTYPES: dict[str, np.dtype[Any]] = {
 
 
 # -- tensors ---------------------------------------------------------------------------
-def tensor_from_bytes(blob: bytes, datatype: str, shape: list[int], name: str) -> list[Any]:
+def tensor_from_bytes(
+    blob: bytes,
+    datatype: str,
+    shape: list[int],
+    name: str,
+    *,
+    source: str = "binary data",
+    size_name: str = SIZE,
+) -> list[Any]:
     """The flat data of input ``name`` from its raw bytes; :class:`InvalidRequest` unless
-    they hold exactly ``prod(shape)`` elements of ``datatype``."""
+    they hold exactly ``prod(shape)`` elements of ``datatype``. The errors call the bytes
+    ``source`` and their length ``size_name`` (gRPC's raw contents: "raw contents",
+    "raw_input_contents length")."""
     count = element_count(shape)
     needs = f"more than {MAX_ELEMENTS}" if count > MAX_ELEMENTS else str(count)
     if datatype == "BYTES":
@@ -86,38 +96,38 @@ def tensor_from_bytes(blob: bytes, datatype: str, shape: list[int], name: str) -
             if len(items) >= count:
                 raise InvalidRequest(
                     f"input {show(name)}: shape {show(shape)} needs {needs} BYTES elements, "
-                    f"its {len(blob)} bytes of binary data hold more"
+                    f"its {len(blob)} bytes of {source} hold more"
                 )
             if offset + 4 > end:
                 raise InvalidRequest(
                     f"input {show(name)}: BYTES element {len(items)}'s 4-byte length is cut "
-                    f"short by the end of its binary data ({end - offset} bytes left)"
+                    f"short by the end of its {source} ({end - offset} bytes left)"
                 )
             (size,) = _LENGTH.unpack_from(blob, offset)
             offset += 4
             if offset + size > end:
                 raise InvalidRequest(
                     f"input {show(name)}: BYTES element {len(items)} of {size} bytes runs past "
-                    f"the end of its binary data ({end - offset} bytes left)"
+                    f"the end of its {source} ({end - offset} bytes left)"
                 )
             items.append(blob[offset : offset + size])
             offset += size
         if len(items) != count:
             raise InvalidRequest(
                 f"input {show(name)}: shape {show(shape)} needs {needs} BYTES elements, "
-                f"binary data has {len(items)}"
+                f"{source} has {len(items)}"
             )
         return items
     dtype = _DTYPES[datatype]
     if len(blob) % dtype.itemsize:
         raise InvalidRequest(
-            f"input {show(name)}: {SIZE} {len(blob)} is not a multiple of the {datatype} "
+            f"input {show(name)}: {size_name} {len(blob)} is not a multiple of the {datatype} "
             f"element size ({dtype.itemsize} bytes)"
         )
     if len(blob) // dtype.itemsize != count:
         raise InvalidRequest(
             f"input {show(name)}: shape {show(shape)} needs {needs} {datatype} elements "
-            f"({dtype.itemsize} bytes each), binary data has {len(blob) // dtype.itemsize}"
+            f"({dtype.itemsize} bytes each), {source} has {len(blob) // dtype.itemsize}"
         )
     array = np.frombuffer(blob, dtype=dtype)
     if datatype == "BF16":
