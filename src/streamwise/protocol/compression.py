@@ -62,13 +62,16 @@ def decode(body: bytes, codings: str, limit: int, kind: Compressed = BODY) -> by
             )
         try:
             body = _inflate(body, wbits, limit, kind)
+            continue
         except zlib.error as exc:
+            error = exc
+        if wbits == _ZLIB:  # "deflate" sent as a raw stream, as some clients do
             try:
-                if wbits != _ZLIB:
-                    raise
-                body = _inflate(body, _RAW, limit, kind)  # "deflate" sent raw
+                body = _inflate(body, _RAW, limit, kind)
+                continue
             except zlib.error:
-                raise InvalidRequest(f"{kind.what} is not valid {coding} data: {exc}") from None
+                pass
+        raise InvalidRequest(f"{kind.what} is not valid {coding} data: {error}") from None
     return body
 
 
